@@ -1,0 +1,48 @@
+# Two commands on a fresh Debian 12 machine (as root):
+#   make sandbox   installs everything, then brings up a local sandbox host and deploys to it
+#   make test      installs everything, then runs the whole test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := python3-venv systemd-container mmdebstrap apt-cacher-ng pebble zstd curl \
+	openssl iproute2 openssh-client rsync
+
+.PHONY: install apt venv test lint sandbox sandbox-down bench
+
+install: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f '$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml service/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ./service -e '.[dev]'
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	cd $(CURDIR) && $(VENV)/bin/ansible-lint --profile production roles playbooks
+
+test: install lint
+	$(VENV)/bin/pytest
+
+sandbox: install
+	$(VENV)/bin/irisctl sandbox up
+	$(VENV)/bin/irisctl provision
+	$(VENV)/bin/irisctl deploy
+	$(VENV)/bin/irisctl status
+	$(VENV)/bin/irisctl health
+
+sandbox-down:
+	$(VENV)/bin/irisctl sandbox down
+
+bench: install
+	$(VENV)/bin/python -m bench

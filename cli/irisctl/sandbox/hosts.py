@@ -1,0 +1,153 @@
+"""Local systemd hosts for the sandbox and the host tests, driven through ``testhost.sh``.
+
+The shell script does the privileged work (mmdebstrap, overlay mounts, cgroups, nspawn,
+the bridge, the apt proxy, pebble); this module gives it a small typed surface.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPT = Path(__file__).with_name("testhost.sh")
+STATE_DIR = Path(os.environ.get("TESTHOST_HOME", "/var/lib/iris-sandbox"))
+BRIDGE_ADDRESS = os.environ.get("TESTHOST_GW", "10.231.0.1")
+DOMAIN = os.environ.get("TESTHOST_DOMAIN", "test")
+PEBBLE_DIRECTORY = f"https://{BRIDGE_ADDRESS}:14000/dir"
+PEBBLE_MANAGEMENT = "https://127.0.0.1:15000"
+REQUIRED_COMMANDS = ("systemd-nspawn", "mmdebstrap", "apt-cacher-ng", "ssh", "ip")
+
+
+class SandboxError(RuntimeError):
+    """A sandbox host operation failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    ip: str
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{DOMAIN}"
+
+
+def unavailable_reason() -> str | None:
+    """Why real hosts cannot run on this machine, or None when they can."""
+    if os.geteuid() != 0:
+        return "real test hosts need root (systemd-nspawn, overlay mounts, a bridge)"
+    missing = [cmd for cmd in REQUIRED_COMMANDS if shutil.which(cmd) is None]
+    if missing:
+        return f"real test hosts need {', '.join(missing)} (run `make install`)"
+    if not Path("/sys/fs/cgroup").is_dir():
+        return "real test hosts need a cgroup file system at /sys/fs/cgroup"
+    return None
+
+
+def key_path() -> Path:
+    return STATE_DIR / "keys" / "id_ed25519"
+
+
+def _run(*args: str, timeout: float = 300) -> str:
+    try:
+        done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise SandboxError(f"testhost {' '.join(args)} timed out after {timeout:.0f}s") from exc
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+        tail = errors[-1] if errors else " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise SandboxError(f"testhost {' '.join(args)} failed: {tail}")
+    return done.stdout
+
+
+def build() -> None:
+    """Build (or reuse) the cached root file system."""
+    _run("build", timeout=900)
+
+
+def up(name: str, ip: str) -> Host:
+    _run("up", name, ip, timeout=900)
+    return Host(name=name, ip=ip)
+
+
+def down(name: str) -> None:
+    _run("down", name)
+
+
+def down_all() -> None:
+    _run("down", "--all")
+
+
+def running() -> list[Host]:
+    run_dir = STATE_DIR / "run"
+    hosts = []
+    for ip_file in sorted(run_dir.glob("*/ip")) if run_dir.is_dir() else []:
+        hosts.append(Host(name=ip_file.parent.name, ip=ip_file.read_text().strip()))
+    return hosts
+
+
+def acme_up() -> None:
+    """Start pebble (a real ACME server) and its DNS on the bridge; hosts get A records."""
+    _run("acme-up")
+
+
+def acme_down() -> None:
+    _run("acme-down")
+
+
+def acme_api_ca() -> Path:
+    """The CA that signed pebble's own HTTPS API certificate (hosts must trust it)."""
+    return STATE_DIR / "acme" / "ca.pem"
+
+
+def pebble_roots() -> str:
+    """PEM of pebble's current issuing root (new at every pebble start)."""
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(acme_api_ca()))
+    context.check_hostname = False
+    with urllib.request.urlopen(f"{PEBBLE_MANAGEMENT}/roots/0", context=context) as resp:
+        return resp.read().decode()
+
+
+def ssh_command(host: Host, user: str = "ec2-user") -> list[str]:
+    return [
+        "ssh",
+        "-i",
+        str(key_path()),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=5",
+        f"{user}@{host.ip}",
+    ]
+
+
+def write_inventory(path: Path, hosts: list[Host], group: str = "iris", **group_vars: str) -> Path:
+    """An INI inventory for ``hosts`` with the connection settings test hosts need."""
+    lines = [f"[{group}]"]
+    lines += [f"{h.name} ansible_host={h.ip} iris_domain={h.fqdn}" for h in hosts]
+    lines += [
+        "",
+        f"[{group}:vars]",
+        "ansible_user=ec2-user",
+        "ansible_become=true",
+        "ansible_python_interpreter=/usr/bin/python3",
+        f"ansible_ssh_private_key_file={key_path()}",
+        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+        " -o LogLevel=ERROR'",
+    ]
+    lines += [f"{key}={value}" for key, value in group_vars.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
