@@ -1,0 +1,211 @@
+"""One analysis request end to end: validate, normalize, cache or model, clean, account."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from iris_service.agent import INSTRUCTIONS, PROMPT_VERSION, Agent, build_prompt, estimate_tokens
+from iris_service.cache import AnalysisCache, CacheEntry, DiskCache, MemoryCache
+from iris_service.config import SUPPORTED_LANGUAGES, Settings
+from iris_service.emf import EmfEmitter
+from iris_service.errors import BadRequest, IrisError, ModelError
+from iris_service.metrics import CacheMetrics
+from iris_service.ranges import clean_blocks
+from iris_service.source import cache_key, line_count, normalize_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalyzeRequest:
+    filename: str
+    language: str
+    source_code: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_body(cls, raw: bytes) -> AnalyzeRequest:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise BadRequest("Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object")
+        for name in ("filename", "language", "source_code"):
+            if name not in body or body[name] is None:
+                raise BadRequest(f"Missing required field: {name}")
+            if not isinstance(body[name], str):
+                raise BadRequest(f"Field {name} must be a string")
+        if body["language"] not in SUPPORTED_LANGUAGES:
+            raise BadRequest(
+                f"Unsupported language: {body['language']!r} "
+                f"(supported: {', '.join(sorted(SUPPORTED_LANGUAGES))})"
+            )
+        metadata = body.get("metadata")
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, dict):
+            raise BadRequest("Field metadata must be an object")
+        return cls(body["filename"], body["language"], body["source_code"], metadata)
+
+
+def key_for(settings: Settings, normalized_source: str, language: str) -> str:
+    """The cache key of a normalized source under the current model settings."""
+    return cache_key(
+        normalized_source,
+        language=language,
+        model=settings.model,
+        reasoning_effort=settings.reasoning_effort,
+        prompt_version=PROMPT_VERSION,
+    )
+
+
+def build_cache(settings: Settings) -> AnalysisCache:
+    return AnalysisCache(
+        MemoryCache(settings.memory_cache_entries, settings.cache_ttl_s),
+        DiskCache(settings.disk_cache_dir, settings.cache_ttl_s, settings.cache_max_bytes),
+    )
+
+
+class Analyzer:
+    def __init__(
+        self,
+        settings: Settings,
+        agent: Agent,
+        cache: AnalysisCache,
+        metrics: CacheMetrics,
+        emf: EmfEmitter,
+    ) -> None:
+        self.settings = settings
+        self.agent = agent
+        self.cache = cache
+        self.metrics = metrics
+        self.emf = emf
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Analyzer:
+        return cls(
+            settings,
+            Agent(settings),
+            build_cache(settings),
+            CacheMetrics(settings.metrics_file, settings.metrics_flush_s),
+            EmfEmitter(settings),
+        )
+
+    def handle(self, raw_body: bytes) -> dict[str, Any]:
+        """Answer one analyze request; every failure is reported to EMF, then re-raised."""
+        started = time.monotonic()
+        try:
+            return self.analyze(AnalyzeRequest.from_body(raw_body), started)
+        except Exception as error:
+            self.emf.emit(
+                "analysis_failed",
+                {
+                    "FailureCount": 1,
+                    "LatencyUntilFailureMs": round((time.monotonic() - started) * 1000, 1),
+                },
+                error_type=error.error_type if isinstance(error, IrisError) else "InternalError",
+            )
+            raise
+
+    def analyze(self, request: AnalyzeRequest, started: float) -> dict[str, Any]:
+        source = request.source_code
+        self.emf.emit(
+            "analysis_requested",
+            {"CodeLengthChars": len(source), "EstimatedInputTokens": estimate_tokens(source)},
+        )
+        if not source.strip():
+            self._completed(started, None, 0)
+            return {
+                "success": True,
+                "file_intent": "Empty file",
+                "responsibility_blocks": [],
+                "metadata": {
+                    **request.metadata,
+                    **self._usage_metadata(None, hit=False),
+                    "skipped": "empty_file",
+                },
+            }
+        normalized = normalize_source(source)
+        key = key_for(self.settings, normalized, request.language)
+        deadline = started + self.settings.request_deadline_s
+
+        def compute() -> CacheEntry:
+            return self._call_model(key, normalized, request.language, deadline)
+
+        entry, hit = self.cache.get_or_compute(key, compute, deadline)
+        if hit:
+            self.emf.emit("analysis_started", {"TotalPromptTokens": 0, "CacheHit": 1})
+            self.metrics.record_hit(float(entry.usage.get("cost_usd", 0.0)))
+        self._completed(started, entry if not hit else None, len(entry.responsibility_blocks))
+        return {
+            "success": True,
+            "file_intent": entry.file_intent,
+            "responsibility_blocks": entry.responsibility_blocks,
+            "metadata": {
+                **request.metadata,
+                **self._usage_metadata(entry if not hit else None, hit),
+            },
+        }
+
+    def _call_model(self, key: str, normalized: str, language: str, deadline: float) -> CacheEntry:
+        prompt_tokens = estimate_tokens(INSTRUCTIONS) + estimate_tokens(
+            build_prompt(normalized, language)
+        )
+        self.emf.emit("analysis_started", {"TotalPromptTokens": prompt_tokens, "CacheHit": 0})
+        try:
+            answer = self.agent.analyze(normalized, language, deadline)
+            blocks = clean_blocks(answer.blocks, line_count(normalized))
+            if not blocks:
+                raise ModelError("Model answer unusable: no valid line ranges")
+            if not answer.file_intent:
+                raise ModelError("Model answer unusable: empty file intent")
+        except IrisError:
+            self.metrics.record_model_error()
+            raise
+        usage = answer.usage
+        self.metrics.record_model_call(
+            usage.input_tokens, usage.cached_tokens, usage.output_tokens, usage.cost_usd
+        )
+        return CacheEntry(
+            key=key,
+            file_intent=answer.file_intent,
+            responsibility_blocks=blocks,
+            created_at=time.time(),
+            model=self.settings.model,
+            prompt_version=PROMPT_VERSION,
+            usage={
+                "input_tokens": usage.input_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_usd": usage.cost_usd,
+            },
+        )
+
+    @staticmethod
+    def _usage_metadata(spent: CacheEntry | None, hit: bool) -> dict[str, Any]:
+        """What this request spent: nothing on a cache hit or an empty file."""
+        usage = spent.usage if spent is not None else {}
+        return {
+            "input_tokens": int(usage.get("input_tokens", 0)),
+            "output_tokens": int(usage.get("output_tokens", 0)),
+            "estimated_cost_usd": float(usage.get("cost_usd", 0.0)),
+            "cache_hit": 1 if hit else 0,
+        }
+
+    def _completed(self, started: float, spent: CacheEntry | None, block_count: int) -> None:
+        usage = spent.usage if spent is not None else {}
+        self.emf.emit(
+            "analysis_completed",
+            {
+                "TotalLatencyMs": round((time.monotonic() - started) * 1000, 1),
+                "InputTokens": int(usage.get("input_tokens", 0)),
+                "OutputTokens": int(usage.get("output_tokens", 0)),
+                "EstimatedCostUsd": float(usage.get("cost_usd", 0.0)),
+                "ResponsibilityBlockCount": block_count,
+            },
+        )

@@ -1,0 +1,42 @@
+"""HTTP routes; thin: authenticate, hand the body to the analyzer, render JSON."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from iris_service._version import __version__
+from iris_service.analysis import Analyzer
+from iris_service.auth import HEADER, check_api_key
+
+bp = Blueprint("iris", __name__, url_prefix="/api/iris")
+
+
+def analyzer() -> Analyzer:
+    return current_app.extensions["iris"]
+
+
+@bp.post("/analyze")
+def analyze() -> Response:
+    service = analyzer()
+    check_api_key(service.settings, request.headers.get(HEADER))
+    return jsonify(service.handle(request.get_data(cache=False)))
+
+
+@bp.get("/health")
+def health() -> tuple[Response, int]:
+    service = analyzer()
+    ready = service.agent.ensure_ready()
+    problems = []
+    if service.settings.auth_misconfigured:
+        problems.append("IRIS_API_KEY is not set while IRIS_ENV=prod")
+    if not ready:
+        problems.append(f"model client not configured: {service.agent.error or 'unknown'}")
+    body = {
+        "status": "ok" if not problems else "unavailable",
+        "agent_ready": ready,
+        "agent_error": service.agent.error is not None,
+        "version": __version__,
+    }
+    if problems:
+        body["errors"] = problems
+    return jsonify(body), 200 if not problems else 503

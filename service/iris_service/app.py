@@ -1,0 +1,45 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from iris_service import api
+from iris_service.analysis import Analyzer
+from iris_service.config import Settings
+from iris_service.errors import register_error_handlers
+
+
+def _use_gunicorn_logging() -> None:
+    """Under gunicorn, send our log records to its error log."""
+    gunicorn_log = logging.getLogger("gunicorn.error")
+    if gunicorn_log.handlers:
+        ours = logging.getLogger("iris_service")
+        ours.handlers = gunicorn_log.handlers
+        ours.setLevel(gunicorn_log.level)
+        ours.propagate = False
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    _use_gunicorn_logging()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    service = Analyzer.from_settings(settings)
+    app.extensions["iris"] = service
+    service.agent.ensure_ready()  # fetch the OpenAI key now; health reports a failure
+    register_error_handlers(app)
+    app.register_blueprint(api.bp)
+    if settings.cors_origins:
+        from flask_cors import CORS
+
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+            allow_headers=["Content-Type", "x-api-key"],
+            methods=["GET", "POST", "OPTIONS"],
+        )
+    return app

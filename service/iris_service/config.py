@@ -1,0 +1,131 @@
+"""Settings: read once from the environment into a frozen, typed object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from iris_service.errors import ConfigError
+
+DEFAULT_MODEL = "gpt-5-nano-2025-08-07"
+SUPPORTED_LANGUAGES = frozenset(
+    {"python", "javascript", "typescript", "javascriptreact", "typescriptreact"}
+)
+# The proxy in front of us (nginx read timeout, gunicorn timeout) gives up after 120 s; one
+# request, retries included, must answer before that with a JSON error of its own.
+PROXY_TIMEOUT_S = 120.0
+MAX_REQUEST_DEADLINE_S = PROXY_TIMEOUT_S - 5.0
+
+
+def _split_csv(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "dev"
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    cache_dir: Path = Path(".iris")
+    memory_cache_entries: int = 500
+    cache_ttl_days: float = 30.0
+    cache_max_bytes: int = 1024**3
+    max_body_bytes: int = 2 * 1024**2
+    cors_origins: tuple[str, ...] = ()
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    openai_secret_id: str = "iris/openai-api-key"
+    aws_region: str = "us-east-2"
+    model: str = DEFAULT_MODEL
+    reasoning_effort: str = "minimal"
+    max_output_tokens: int = 4096
+    model_timeout_s: float = 60.0
+    model_retries: int = 1
+    request_deadline_s: float = 100.0
+    price_input_per_m: float = 0.05
+    price_cached_input_per_m: float = 0.005
+    price_output_per_m: float = 0.40
+    emf_endpoint: str = "tcp://127.0.0.1:25888"
+    emf_file: Path | None = None
+    metrics_flush_s: float = 1.0
+
+    @property
+    def is_prod(self) -> bool:
+        return self.env == "prod"
+
+    @property
+    def disk_cache_dir(self) -> Path:
+        return self.cache_dir / "cache"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.cache_dir / "metrics.json"
+
+    @property
+    def cache_ttl_s(self) -> float:
+        return self.cache_ttl_days * 86400.0
+
+    @property
+    def auth_misconfigured(self) -> bool:
+        """Production without a client key must never fall back to open access."""
+        return self.is_prod and not self.api_keys
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def text(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def number(name: str, default: float, kind: type = float, minimum: float = 0) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{name} must be >= {minimum}, got {raw!r}")
+            return value
+
+        deadline = number("IRIS_REQUEST_DEADLINE_S", 100.0, minimum=1)
+        if deadline > MAX_REQUEST_DEADLINE_S:
+            raise ConfigError(
+                f"IRIS_REQUEST_DEADLINE_S must stay below the proxy timeout "
+                f"({MAX_REQUEST_DEADLINE_S:.0f} s max), got {deadline}"
+            )
+        emf_file = env.get("IRIS_EMF_FILE", "").strip()
+        return cls(
+            env=text("IRIS_ENV", "dev").lower(),
+            api_keys=_split_csv(env.get("IRIS_API_KEY")),
+            cache_dir=Path(text("IRIS_CACHE_DIR", ".iris")),
+            memory_cache_entries=int(number("IRIS_MEMORY_CACHE_ENTRIES", 500, int, 1)),
+            cache_ttl_days=number("IRIS_CACHE_TTL_DAYS", 30.0),
+            cache_max_bytes=int(number("IRIS_CACHE_MAX_BYTES", 1024**3, int, 0)),
+            max_body_bytes=int(number("IRIS_MAX_BODY_BYTES", 2 * 1024**2, int, 1)),
+            cors_origins=_split_csv(env.get("IRIS_CORS_ORIGINS")),
+            openai_api_key=env.get("OPENAI_API_KEY", "").strip() or None,
+            openai_base_url=env.get("OPENAI_BASE_URL", "").strip() or None,
+            openai_secret_id=text("IRIS_OPENAI_SECRET_ID", "iris/openai-api-key"),
+            aws_region=text("AWS_REGION", text("AWS_DEFAULT_REGION", "us-east-2")),
+            model=text("IRIS_MODEL", DEFAULT_MODEL),
+            reasoning_effort=text("IRIS_REASONING_EFFORT", "minimal"),
+            max_output_tokens=int(number("IRIS_MAX_OUTPUT_TOKENS", 4096, int, 16)),
+            model_timeout_s=number("IRIS_MODEL_TIMEOUT_S", 60.0, minimum=0.1),
+            model_retries=int(number("IRIS_MODEL_RETRIES", 1, int, 0)),
+            request_deadline_s=deadline,
+            price_input_per_m=number("IRIS_PRICE_INPUT_PER_M", 0.05),
+            price_cached_input_per_m=number("IRIS_PRICE_CACHED_INPUT_PER_M", 0.005),
+            price_output_per_m=number("IRIS_PRICE_OUTPUT_PER_M", 0.40),
+            emf_endpoint=text("IRIS_EMF_ENDPOINT", "tcp://127.0.0.1:25888"),
+            emf_file=Path(emf_file) if emf_file else None,
+            metrics_flush_s=number("IRIS_METRICS_FLUSH_S", 1.0),
+        )

@@ -1,0 +1,54 @@
+"""Helpers shared by the service tests (a plainly named module: import service_helpers)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+
+def analyze_body(source: str, language: str = "python", **extra: Any) -> dict[str, Any]:
+    return {"filename": "example.py", "language": language, "source_code": source, **extra}
+
+
+def sample_source(tag: str = "", functions: int = 3) -> str:
+    """A small Python file; ``tag`` makes distinct files."""
+    lines = ['"""Sample module."""', "", "import os", ""]
+    for index in range(functions):
+        lines += [
+            "",
+            f"def function_{index}_{tag or 'x'}(value):",
+            f"    # work number {index}",
+            "    total = value * 2",
+            "    return total + len(os.sep)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def numbered(source: str) -> str:
+    """The VS Code client's format: every line \"<n> | <code>\"."""
+    lines = source.rstrip("\n").split("\n")
+    return "\n".join(f"{n} | {line}" for n, line in enumerate(lines, start=1))
+
+
+def read_metrics_when(path, ready, timeout: float = 10.0) -> dict[str, Any]:
+    """metrics.json once ``ready(counters)`` holds (workers flush it about once a second)."""
+    import json
+    import time
+
+    end = time.monotonic() + timeout
+    data: dict[str, Any] = {}
+    while time.monotonic() < end:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        if data and ready(data):
+            return data
+        time.sleep(0.1)
+    return data

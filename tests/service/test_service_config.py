@@ -1,0 +1,70 @@
+"""Settings are read once from the environment, with the documented defaults."""
+
+from pathlib import Path
+
+import pytest
+from iris_service.config import Settings
+from iris_service.errors import ConfigError
+
+
+def test_defaults_match_the_design_document():
+    settings = Settings.from_env({})
+    assert settings.env == "dev" and settings.api_keys == ()
+    assert settings.cache_dir == Path(".iris")
+    assert settings.disk_cache_dir == Path(".iris/cache")
+    assert settings.metrics_file == Path(".iris/metrics.json")
+    assert settings.memory_cache_entries == 500 and settings.cache_ttl_days == 30
+    assert settings.max_body_bytes == 2 * 1024 * 1024
+    assert settings.model == "gpt-5-nano-2025-08-07" and settings.reasoning_effort == "minimal"
+    assert (settings.price_input_per_m, settings.price_cached_input_per_m) == (0.05, 0.005)
+    assert settings.price_output_per_m == 0.40
+    assert settings.openai_secret_id == "iris/openai-api-key"
+    assert settings.aws_region == "us-east-2"
+    assert settings.emf_endpoint == "tcp://127.0.0.1:25888" and settings.emf_file is None
+    assert settings.cors_origins == ()
+    assert settings.request_deadline_s < 120
+
+
+def test_environment_overrides():
+    settings = Settings.from_env(
+        {
+            "IRIS_ENV": "prod",
+            "IRIS_API_KEY": "a, b,,",
+            "IRIS_CACHE_DIR": "/var/iris",
+            "IRIS_CORS_ORIGINS": "https://a.example,https://b.example",
+            "IRIS_MODEL": "m",
+            "IRIS_MODEL_RETRIES": "3",
+            "IRIS_MODEL_TIMEOUT_S": "7.5",
+            "IRIS_EMF_FILE": "/tmp/emf.log",
+            "IRIS_PRICE_OUTPUT_PER_M": "1.5",
+        }
+    )
+    assert settings.is_prod and settings.api_keys == ("a", "b")
+    assert settings.metrics_file == Path("/var/iris/metrics.json")
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert (settings.model, settings.model_retries, settings.model_timeout_s) == ("m", 3, 7.5)
+    assert settings.emf_file == Path("/tmp/emf.log") and settings.price_output_per_m == 1.5
+
+
+def test_prod_without_client_key_is_misconfigured():
+    assert Settings.from_env({"IRIS_ENV": "prod"}).auth_misconfigured
+    assert not Settings.from_env({"IRIS_ENV": "dev"}).auth_misconfigured
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("IRIS_MODEL_RETRIES", "many"),
+        ("IRIS_MAX_BODY_BYTES", "0"),
+        ("IRIS_REQUEST_DEADLINE_S", "300"),
+        ("IRIS_CACHE_TTL_DAYS", "-1"),
+    ],
+)
+def test_bad_values_are_refused_at_start(name, value):
+    with pytest.raises(ConfigError):
+        Settings.from_env({name: value})
+
+
+def test_keys_are_not_in_the_repr():
+    settings = Settings.from_env({"IRIS_API_KEY": "client-secret", "OPENAI_API_KEY": "sk-x"})
+    assert "client-secret" not in repr(settings) and "sk-x" not in repr(settings)

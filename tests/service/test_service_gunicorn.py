@@ -1,0 +1,191 @@
+"""The service under real gunicorn: real sockets, several workers and threads."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from iris_service.ranges import validate_blocks
+from iris_service.source import line_count
+from service_helpers import analyze_body, read_metrics_when, sample_source
+
+
+def test_health_and_analysis_under_gunicorn(gunicorn_factory, standin):
+    server = gunicorn_factory().start()
+    health = requests.get(server.url + "/api/iris/health", timeout=5)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    source = sample_source()
+    response = server.post(analyze_body(source))
+    assert response.status_code == 200
+    validate_blocks(response.json()["responsibility_blocks"], line_count(source))
+    assert requests.post(server.url + "/api/iris/analyze", json={}, timeout=5).status_code == 401
+
+
+def test_identical_concurrent_requests_cost_one_model_call(gunicorn_factory, standin):
+    server = gunicorn_factory(IRIS_WORKERS="2", IRIS_THREADS="4").start()
+    standin.configure(delay_s=1.5)
+    body = analyze_body(sample_source("same"))
+    barrier = threading.Barrier(8)
+
+    def call(_):
+        barrier.wait()
+        return server.post(body)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(call, range(8)))
+    assert [r.status_code for r in responses] == [200] * 8
+    assert standin.calls() == 1
+    assert sorted(r.json()["metadata"]["cache_hit"] for r in responses) == [0] + [1] * 7
+    assert len({json.dumps(r.json()["responsibility_blocks"]) for r in responses}) == 1
+    metrics = read_metrics_when(
+        server.log_dir / "iris" / "metrics.json", lambda m: m["hits"] + m["misses"] >= 8
+    )
+    assert (metrics["hits"], metrics["misses"], metrics["model_calls"]) == (7, 1, 1)
+
+
+def test_distinct_concurrent_requests_and_metrics_file(gunicorn_factory, standin):
+    server = gunicorn_factory(IRIS_WORKERS="2", IRIS_THREADS="4").start()
+    standin.configure(delay_s=0.3)
+    bodies = [analyze_body(sample_source(f"d{n}")) for n in range(6)] * 3
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(server.post, bodies))
+    assert all(r.status_code == 200 for r in responses)
+    assert standin.calls() == 6
+    metrics = read_metrics_when(
+        server.log_dir / "iris" / "metrics.json", lambda m: m["hits"] + m["misses"] >= 18
+    )
+    assert metrics["hits"] + metrics["misses"] == 18
+    assert metrics["model_calls"] == 6 and metrics["misses"] == 6
+    emf_lines = (server.log_dir / "emf.log").read_text().splitlines()
+    assert len(emf_lines) == 18 * 3  # requested, started, completed per request
+    assert all(json.loads(line)["_aws"] for line in emf_lines)
+
+
+def test_health_and_cache_hits_answer_while_slow_analyses_are_in_flight(gunicorn_factory, standin):
+    server = gunicorn_factory(IRIS_WORKERS="2", IRIS_THREADS="4").start()
+    cached = analyze_body(sample_source("cached"))
+    assert server.post(cached).status_code == 200
+    standin.configure(delay_s=4)
+    pool = ThreadPoolExecutor(4)
+    slow = [pool.submit(server.post, analyze_body(sample_source(f"slow{n}"))) for n in range(4)]
+    try:
+        while standin.calls() < 5:  # all four slow analyses have reached the model
+            threading.Event().wait(0.05)
+        health = requests.get(server.url + "/api/iris/health", timeout=10)
+        hit = server.post(cached)
+        assert not any(future.done() for future in slow)
+        assert health.status_code == 200
+        assert hit.json()["metadata"]["cache_hit"] == 1
+    finally:
+        assert all(future.result().status_code == 200 for future in slow)
+        pool.shutdown()
+
+
+def test_cache_survives_a_restart(gunicorn_factory, standin):
+    server = gunicorn_factory().start()
+    body = analyze_body(sample_source())
+    assert server.post(body).json()["metadata"]["cache_hit"] == 0
+    server.stop()
+    # Counts still held in memory are written when a worker exits.
+    metrics = json.loads((server.log_dir / "iris" / "metrics.json").read_text())
+    assert (metrics["misses"], metrics["model_calls"]) == (1, 1)
+    server.start()
+    assert server.post(body).json()["metadata"]["cache_hit"] == 1
+    assert standin.calls() == 1
+
+
+def test_oversized_body_and_unknown_route_are_json_over_real_sockets(gunicorn_factory):
+    server = gunicorn_factory(IRIS_MAX_BODY_BYTES="4096").start()
+    big = server.post(analyze_body("x = 1\n" * 2000))
+    assert big.status_code == 413
+    assert big.json() == {"success": False, "error": "Request body too large"}
+    missing = requests.get(server.url + "/api/iris/nothing", timeout=5)
+    assert missing.status_code == 404 and missing.json()["success"] is False
+    assert server.post(analyze_body(sample_source())).status_code == 200
+
+
+def test_model_timeout_under_gunicorn_is_504(gunicorn_factory):
+    server = gunicorn_factory(IRIS_MODEL_TIMEOUT_S="0.5").start()
+    response = server.post(analyze_body("x = 1\n# IRIS-STANDIN: delay=3\n"))
+    assert response.status_code == 504
+    assert response.json()["success"] is False
+
+
+def test_prod_without_client_key_fails_health(gunicorn_factory):
+    server = gunicorn_factory(IRIS_ENV="prod", IRIS_API_KEY="").start()
+    health = requests.get(server.url + "/api/iris/health", timeout=5)
+    assert health.status_code == 503 and health.json()["status"] != "ok"
+    assert requests.post(server.url + "/api/iris/analyze", json={}, timeout=5).status_code == 503
+
+
+def test_gunicorn_tells_systemd_it_is_ready(gunicorn_factory, tmp_path):
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(30)
+    try:
+        server = gunicorn_factory(NOTIFY_SOCKET=notify_path)
+        server.start()
+        message = listener.recv(4096).decode()
+    finally:
+        listener.close()
+    assert "READY=1" in message.split("\n")
+
+
+def test_logs_go_to_the_configured_files(gunicorn_factory, tmp_path):
+    server = gunicorn_factory().start()
+    requests.get(server.url + "/api/iris/health", timeout=5)
+    server.stop()
+    assert "/api/iris/health" in (tmp_path / "access.log").read_text()
+    assert "Booting worker" in (tmp_path / "error.log").read_text()
+
+
+def test_host_config_can_star_import_and_override(tmp_path):
+    host_conf = tmp_path / "gunicorn.conf.py"
+    host_conf.write_text(
+        "from iris_service.gunicorn_conf import *  # noqa: F403\n"
+        "bind = '127.0.0.1:9999'\nworkers = 3\n"
+    )
+    env = {**os.environ, "IRIS_THREADS": "16", "IRIS_ACCESS_LOG": "/var/log/iris/access.log"}
+    names = ("bind", "workers", "threads", "worker_class", "timeout", "accesslog")
+    code = (
+        f"import runpy, json; c = runpy.run_path({str(host_conf)!r}); "
+        f"print(json.dumps({{k: c[k] for k in {names!r}}}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    conf = json.loads(out.stdout)
+    assert conf["bind"] == "127.0.0.1:9999" and conf["workers"] == 3
+    assert conf["threads"] == 16 and conf["worker_class"] == "gthread"
+    assert conf["timeout"] == 120 and conf["accesslog"] == "/var/log/iris/access.log"
+
+
+@pytest.mark.parametrize("name", ["IRIS_BIND", "IRIS_WORKERS"])
+def test_gunicorn_defaults(name, monkeypatch):
+    import importlib
+
+    import iris_service.gunicorn_conf as conf
+
+    monkeypatch.delenv(name, raising=False)
+    importlib.reload(conf)
+    assert conf.bind == "127.0.0.1:8080" and conf.workers == 2
+    assert conf.worker_class == "gthread" and 8 <= conf.threads <= 16
+
+
+def test_a_worker_accepts_no_more_connections_than_it_has_threads():
+    from types import SimpleNamespace
+
+    import iris_service.gunicorn_conf as conf
+    from gunicorn.config import Config
+
+    assert conf.worker_connections == conf.threads and conf.keepalive == 0
+    cfg = Config()
+    cfg.set("threads", 6)  # a host config that overrides only threads
+    cfg.set("worker_connections", conf.worker_connections)
+    conf.on_starting(SimpleNamespace(cfg=cfg))
+    assert cfg.worker_connections == 6

@@ -1,0 +1,109 @@
+"""The cache metrics file: correct counters with several writers, bounded size."""
+
+import json
+import multiprocessing
+
+from iris_service.metrics import CacheMetrics
+from service_helpers import analyze_body, sample_source
+
+
+def _hammer(path: str, rounds: int) -> None:
+    metrics = CacheMetrics(path)
+    for _ in range(rounds):
+        metrics.record_hit(0.5)
+        metrics.record_model_call(10, 2, 5, 0.25)
+
+
+def test_counters_add_up_and_hit_rate_is_derived(tmp_path):
+    metrics = CacheMetrics(tmp_path / "metrics.json")
+    metrics.record_hit(0.01)
+    metrics.record_hit(0.01)
+    metrics.record_model_call(100, 20, 50, 0.003)
+    metrics.record_model_error()
+    data = metrics.read()
+    assert data["hits"] == 2 and data["misses"] == 2
+    assert data["model_calls"] == 1 and data["model_errors"] == 1
+    assert data["hit_rate"] == 0.5
+    assert (data["input_tokens"], data["cached_tokens"], data["output_tokens"]) == (100, 20, 50)
+    assert data["cost_saved_usd"] == 0.02 and data["cost_spent_usd"] == 0.003
+
+
+def test_several_processes_lose_no_update(tmp_path):
+    path = str(tmp_path / "metrics.json")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_hammer, args=(path, 50)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    data = CacheMetrics(path).read()
+    assert data["hits"] == 200 and data["misses"] == 200 and data["model_calls"] == 200
+    assert data["input_tokens"] == 2000
+    assert abs(data["cost_saved_usd"] - 100.0) < 1e-6
+
+
+def test_file_size_does_not_grow_with_traffic(tmp_path):
+    metrics = CacheMetrics(tmp_path / "metrics.json")
+    metrics.record_hit(0.1)
+    size_after_one = (tmp_path / "metrics.json").stat().st_size
+    for _ in range(300):
+        metrics.record_hit(0.1)
+    assert (tmp_path / "metrics.json").stat().st_size <= size_after_one + 20
+
+
+def test_corrupt_metrics_file_restarts_counting(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"hits": 3, "misses": ')
+    metrics = CacheMetrics(path)
+    metrics.record_hit(0.0)
+    assert json.loads(path.read_text())["hits"] == 1
+
+
+def test_requests_update_the_metrics_file(client, settings):
+    body = analyze_body(sample_source())
+    for _ in range(3):
+        client.post("/api/iris/analyze", json=body)
+    data = json.loads(settings.metrics_file.read_text())
+    assert data["hits"] == 2 and data["misses"] == 1 and data["model_calls"] == 1
+    assert data["cost_saved_usd"] == round(2 * data["cost_spent_usd"], 8)
+    assert data["hit_rate"] == round(2 / 3, 4)
+
+
+def test_cached_tokens_from_usage_are_counted_and_priced(client, settings):
+    source = sample_source() + "# IRIS-STANDIN: cached=100\n"
+    body = client.post("/api/iris/analyze", json=analyze_body(source)).get_json()
+    data = json.loads(settings.metrics_file.read_text())
+    assert data["cached_tokens"] == 100
+    meta = body["metadata"]
+    expected = (
+        (meta["input_tokens"] - 100) * 0.05 + 100 * 0.005 + meta["output_tokens"] * 0.40
+    ) / 1e6
+    assert abs(meta["estimated_cost_usd"] - expected) < 1e-9
+
+
+def test_batched_counts_are_written_by_flush_and_by_the_timer(tmp_path):
+    from service_helpers import read_metrics_when
+
+    path = tmp_path / "metrics.json"
+    metrics = CacheMetrics(path, flush_interval_s=0.2)
+    for _ in range(5):
+        metrics.record_hit(0.1)
+    metrics.flush()
+    assert json.loads(path.read_text())["hits"] == 5
+    metrics.record_model_call(1, 0, 1, 0.5)
+    assert read_metrics_when(path, lambda m: m["misses"] == 1)["hits"] == 5
+
+
+def _batched_worker(path: str) -> None:
+    metrics = CacheMetrics(path, flush_interval_s=60)
+    for _ in range(25):
+        metrics.record_hit(0.0)
+    # no explicit flush: the exit hook must write the counts
+
+
+def test_batched_counts_are_written_at_exit(tmp_path):
+    path = str(tmp_path / "metrics.json")
+    process = multiprocessing.get_context("spawn").Process(target=_batched_worker, args=(path,))
+    process.start()
+    process.join()
+    assert CacheMetrics(path).read()["hits"] == 25
