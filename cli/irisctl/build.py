@@ -16,10 +16,20 @@ from pathlib import Path
 
 from irisctl.paths import service_source_dir
 
-# Hosts run CPython 3.11 on x86_64 (Debian 12: glibc 2.36, Amazon Linux 2023: glibc 2.34);
-# pip expands manylinux_2_34 to every older manylinux tag.
+# Hosts run CPython 3.11 on x86_64 (Debian 12: glibc 2.36, Amazon Linux 2023: glibc 2.34).
+# pip does not expand an explicit --platform to older manylinux tags: list every tag a
+# glibc 2.34 host accepts that wheels on PyPI actually use.
 TARGET_PYTHON = "3.11"
-TARGET_PLATFORM = "manylinux_2_34_x86_64"
+TARGET_PLATFORMS = (
+    "manylinux_2_34_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_12_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux_2_5_x86_64",
+    "manylinux1_x86_64",
+)
 VERSION_FILE = Path("iris_service") / "_version.py"
 _VERSION_RE = re.compile(r'^__version__\s*=\s*"([^"]+)"', re.MULTILINE)
 _VALID_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z0-9.+-]*)$", re.IGNORECASE)
@@ -97,6 +107,12 @@ def build_wheelhouse(
     wheels = sorted(dest_dir.glob("iris_service-*.whl"))
     if len(wheels) != 1:
         raise BuildError(f"expected one service wheel in {dest_dir}, found {len(wheels)}")
+    download_dependencies(wheels[0], dest_dir)
+    return Wheelhouse(path=dest_dir, version=built_version, service_wheel=wheels[0])
+
+
+def download_dependencies(service_wheel: Path, dest_dir: Path) -> None:
+    """Download every runtime dependency of ``service_wheel`` as a host binary wheel."""
     _run(
         "downloading dependency wheels",
         [
@@ -110,11 +126,36 @@ def build_wheelhouse(
             TARGET_PYTHON,
             "--implementation",
             "cp",
-            "--platform",
-            TARGET_PLATFORM,
+            *(arg for platform in TARGET_PLATFORMS for arg in ("--platform", platform)),
             "-d",
             str(dest_dir),
-            str(wheels[0]),
+            str(service_wheel),
         ],
     )
-    return Wheelhouse(path=dest_dir, version=built_version, service_wheel=wheels[0])
+
+
+def wheel_version(wheel: Path) -> str:
+    """The version in a wheel's file name (``iris_service-1.2.3-py3-none-any.whl``)."""
+    parts = Path(wheel).name.split("-")
+    if len(parts) < 5 or not wheel.name.endswith(".whl"):
+        raise BuildError(f"{wheel.name} is not a wheel file name")
+    return parts[1]
+
+
+def wheelhouse_from(path: Path, dest_dir: Path) -> Wheelhouse:
+    """A release from a prebuilt service wheel (dependencies downloaded) or a wheelhouse dir."""
+    path = Path(path).resolve()
+    if path.is_dir():
+        wheels = sorted(path.glob("iris_service-*.whl"))
+        if len(wheels) != 1:
+            raise BuildError(f"expected one iris_service wheel in {path}, found {len(wheels)}")
+        return Wheelhouse(path=path, version=wheel_version(wheels[0]), service_wheel=wheels[0])
+    if not path.is_file() or not path.name.startswith("iris_service-"):
+        raise BuildError(f"{path} is neither an iris_service wheel nor a wheelhouse directory")
+    dest_dir = Path(dest_dir)
+    if dest_dir.exists():
+        shutil.rmtree(dest_dir)
+    dest_dir.mkdir(parents=True)
+    wheel = Path(shutil.copy2(path, dest_dir / path.name))
+    download_dependencies(wheel, dest_dir)
+    return Wheelhouse(path=dest_dir, version=wheel_version(wheel), service_wheel=wheel)

@@ -1,0 +1,1 @@
+"""One Click command (or group) per module; each exposes ``command``."""

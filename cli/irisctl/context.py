@@ -1,0 +1,64 @@
+"""The options every command shares, and the decorators commands use to get them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from irisctl import render
+from irisctl.inventory import ResolvedInventory, resolve_inventory
+from irisctl.ops import Target
+
+CA_BUNDLE_ENV = "IRISCTL_CA_BUNDLE"
+
+
+@dataclass
+class Options:
+    """The global options, resolved lazily so `--help` and `sandbox up` need no inventory."""
+
+    inventory_option: str | None = None
+    limit: str | None = None
+    verbosity: int = 0
+    ca_bundle: str | None = None
+    _resolved: ResolvedInventory | None = field(default=None, repr=False)
+
+    def inventory(self) -> ResolvedInventory:
+        if self._resolved is None:
+            self._resolved = resolve_inventory(self.inventory_option)
+        return self._resolved
+
+    def target(self, progress: bool = True) -> Target:
+        """Where to act; ``progress`` streams the play's tasks to stderr."""
+        resolved = self.inventory()
+        ca_bundle = self.ca_bundle
+        if ca_bundle is None and resolved.is_sandbox:
+            ca_bundle = sandbox_ca_bundle()
+        show = progress or self.verbosity > 0
+        printer = render.ProgressPrinter(raw=self.verbosity > 0) if show else None
+        return Target(resolved.path, self.limit, self.verbosity, printer, ca_bundle)
+
+
+def sandbox_ca_bundle() -> str | None:
+    """The sandbox's ACME root (pebble makes a new one at every start), written to a file so
+    `health` can verify the sandbox host's certificate; None when pebble is not running."""
+    try:
+        from irisctl.sandbox import hosts
+
+        pem = hosts.pebble_roots()
+    except Exception:  # no pebble, no sandbox: the public check then says why it fails
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "irisctl"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / "sandbox-ca.pem"
+    path.write_text(pem)
+    return str(path)
+
+
+pass_options = click.make_pass_decorator(Options)
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table."
+)

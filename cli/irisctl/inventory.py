@@ -1,0 +1,79 @@
+"""Which inventory irisctl talks to: ``-i`` > ``IRISCTL_INVENTORY`` > config file > sandbox."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from irisctl.errors import ConfigError
+from irisctl.paths import project_root
+
+ENV_VAR = "IRISCTL_INVENTORY"
+CONFIG_ENV_VAR = "IRISCTL_CONFIG"
+CONFIG_NAME = "irisctl.toml"
+
+
+def sandbox_inventory() -> Path:
+    """Where ``irisctl sandbox up`` writes the sandbox inventory."""
+    return project_root() / "inventory" / "sandbox" / "hosts.ini"
+
+
+def config_files() -> list[Path]:
+    """Config files in the order they are read; the first one that exists wins."""
+    explicit = os.environ.get(CONFIG_ENV_VAR)
+    if explicit:
+        return [Path(explicit)]
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [Path.cwd() / CONFIG_NAME, project_root() / CONFIG_NAME, xdg / "irisctl" / "config.toml"]
+
+
+@dataclass(frozen=True)
+class ResolvedInventory:
+    path: Path
+    source: str  # "option", "environment", "config <file>" or "sandbox"
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.path.resolve() == sandbox_inventory().resolve()
+
+
+def _from_config() -> tuple[Path, Path] | None:
+    for config in config_files():
+        if not config.is_file():
+            continue
+        try:
+            data = tomllib.loads(config.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            raise ConfigError(f"config file {config} is not valid TOML: {exc}") from exc
+        value = data.get("inventory")
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ConfigError(f"config file {config}: `inventory` must be a string path")
+        path = Path(value).expanduser()
+        # Relative paths in a config file are relative to that file, not to the cwd.
+        return (path if path.is_absolute() else config.parent / path), config
+    return None
+
+
+def resolve_inventory(option: str | None) -> ResolvedInventory:
+    """The inventory to use; raises ConfigError with the fix when there is none."""
+    if option:
+        candidate, source = Path(option).expanduser(), "option -i"
+    elif os.environ.get(ENV_VAR):
+        candidate, source = Path(os.environ[ENV_VAR]).expanduser(), f"${ENV_VAR}"
+    elif (found := _from_config()) is not None:
+        candidate, source = found[0], f"config {found[1]}"
+    else:
+        candidate = sandbox_inventory()
+        if not candidate.exists():
+            raise ConfigError(
+                "no inventory: pass -i PATH, set IRISCTL_INVENTORY, "
+                "or run `irisctl sandbox up` to create the sandbox"
+            )
+        return ResolvedInventory(candidate, "sandbox")
+    if not candidate.exists():
+        raise ConfigError(f"inventory {candidate} (from {source}) does not exist")
+    return ResolvedInventory(candidate.resolve(), source)

@@ -1,0 +1,330 @@
+"""What each irisctl command does, over :mod:`irisctl.runner`; commands only parse and render.
+
+Every function runs one or two playbooks and returns plain data (the ``--json`` shape).
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from irisctl import reports
+from irisctl.build import BuildError, Wheelhouse, build_wheelhouse, source_version, wheelhouse_from
+from irisctl.errors import ConfigError, IrisctlError, UnhealthyError
+from irisctl.paths import project_root
+from irisctl.public import check_public_endpoint
+from irisctl.runner import EventCallback, PlayResult, run_playbook
+
+StepCallback = Callable[[str], None]
+
+
+@dataclass
+class Target:
+    """Where a command acts: an inventory, an optional ``--limit``, and how to report progress."""
+
+    inventory: Path
+    limit: str | None = None
+    verbosity: int = 0
+    on_event: EventCallback | None = None
+    ca_bundle: str | None = None
+
+    def run(self, playbook: str, **kwargs: Any) -> PlayResult:
+        return run_playbook(
+            playbook,
+            self.inventory,
+            limit=self.limit,
+            verbosity=self.verbosity,
+            on_event=self.on_event,
+            **kwargs,
+        )
+
+    def quiet(self) -> Target:
+        """The same target without progress output (for follow-up reads)."""
+        return Target(self.inventory, self.limit, self.verbosity, None, self.ca_bundle)
+
+
+def deploy_holder() -> str:
+    """Who holds the deploy lock: ``user@hostname`` of the operator."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+# ------------------------------------------------------------------------- releases ---
+
+
+def prepare_release(
+    version: str | None, from_path: Path | None, on_step: StepCallback | None = None
+) -> Wheelhouse:
+    """Build the wheelhouse (or take a prebuilt one) into ``build/releases/<version>/``."""
+    step = on_step or (lambda _msg: None)
+    releases_dir = project_root() / "build" / "releases"
+    try:
+        if from_path is not None:
+            if not from_path.exists():
+                raise ConfigError(f"--from {from_path}: no such file or directory")
+            step(f"preparing the release from {from_path}")
+            staged = releases_dir / f"from-{from_path.stem}"
+            wheelhouse = wheelhouse_from(from_path, staged)
+            if version and wheelhouse.version != version:
+                raise ConfigError(
+                    f"--from {from_path} holds version {wheelhouse.version}, not {version}"
+                )
+            return wheelhouse
+        target_version = version or source_version()
+        step(f"building release {target_version}")
+        return build_wheelhouse(releases_dir / target_version, version=version)
+    except BuildError as exc:
+        raise IrisctlError(f"build failed: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ConfigError(f"build failed: {exc}") from exc
+
+
+def _release_vars(wheelhouse: Wheelhouse) -> dict[str, Any]:
+    return {"service_wheelhouse_dir": str(wheelhouse.path), "service_version": wheelhouse.version}
+
+
+def _check_summary(result: PlayResult) -> dict[str, Any]:
+    return {
+        "check": True,
+        "duration_seconds": round(result.duration, 1),
+        "hosts": sorted(result.hosts),
+        "changes": [{"host": h, "task": t, "diff": d} for h, t, d in result.changed_tasks],
+    }
+
+
+def _summary(
+    target: Target, action: str, result: PlayResult, version: str | None, started: float
+) -> dict[str, Any]:
+    """After a play that changed the release: what serves now, and whether it is healthy."""
+    report = health(target.quiet())
+    versions = {h["host"]: h.get("version") for h in report["hosts"]}
+    summary = {
+        "action": action,
+        "version": version,
+        "hosts": sorted(result.hosts),
+        "serving": versions,
+        "changed": sum(s.changed for s in result.hosts.values()),
+        "duration_seconds": round(time.monotonic() - started, 1),
+        "healthy": report["healthy"],
+        "health": report["hosts"],
+    }
+    return summary
+
+
+def raise_if_unhealthy(summary: dict[str, Any], what: str) -> None:
+    if summary["healthy"]:
+        return
+    for host in summary["health"]:
+        failing = [c for c in host["checks"] if not c["ok"]]
+        if failing:
+            check = failing[0]
+            raise UnhealthyError(
+                f"{what}, but {host['host']} is unhealthy: {check['name']}: {check['detail']}"
+            )
+    raise UnhealthyError(f"{what}, but the service is unhealthy")
+
+
+def deploy(
+    target: Target,
+    *,
+    version: str | None = None,
+    from_path: Path | None = None,
+    check: bool = False,
+    release_lock: bool = False,
+    on_step: StepCallback | None = None,
+) -> dict[str, Any]:
+    """Build, ship with ``deploy.yml`` (health-gated, rolls back by itself), then summarise."""
+    started = time.monotonic()
+    wheelhouse = prepare_release(version, from_path, on_step)
+    extravars = {
+        **_release_vars(wheelhouse),
+        "iris_deploy_holder": deploy_holder(),
+        "iris_deploy_force_unlock": release_lock,
+    }
+    result = target.run("deploy", extravars=extravars, check=check)
+    if check:
+        return {**_check_summary(result), "version": wheelhouse.version}
+    return _summary(target, "deploy", result, wheelhouse.version, started)
+
+
+def provision(
+    target: Target,
+    *,
+    version: str | None = None,
+    from_path: Path | None = None,
+    check: bool = False,
+    on_step: StepCallback | None = None,
+) -> dict[str, Any]:
+    """The full ``site.yml`` on a (bare) host, deploying a release too."""
+    started = time.monotonic()
+    wheelhouse = prepare_release(version, from_path, on_step)
+    extravars = {**_release_vars(wheelhouse), "iris_deploy_holder": deploy_holder()}
+    result = target.run("site", extravars=extravars, check=check)
+    if check:
+        return {**_check_summary(result), "version": wheelhouse.version}
+    return _summary(target, "provision", result, wheelhouse.version, started)
+
+
+def rollback(target: Target, version: str | None = None) -> dict[str, Any]:
+    """``rollback.yml``: to ``version``, or by default to the previous release."""
+    started = time.monotonic()
+    extravars = {"service_rollback_to": version} if version else {}
+    result = target.run("rollback", extravars=extravars)
+    return _summary(target, "rollback", result, version, started)
+
+
+def restart(target: Target) -> dict[str, Any]:
+    started = time.monotonic()
+    result = target.run("restart")
+    return _summary(target, "restart", result, None, started)
+
+
+def unlock(target: Target) -> dict[str, Any]:
+    result = target.run("unlock", extravars={"iris_deploy_holder": deploy_holder()})
+    return {"hosts": sorted(result.hosts), "changed": [h for h, _t, _d in result.changed_tasks]}
+
+
+# -------------------------------------------------------------------------- reports ---
+
+
+def _reports(target: Target, playbook: str, **kwargs: Any) -> dict[str, Any]:
+    result = target.run(playbook, **kwargs)
+    missing = sorted(set(result.hosts) - set(result.reports))
+    if missing:
+        raise IrisctlError(f"{playbook} returned no report for {', '.join(missing)}")
+    return dict(sorted(result.reports.items()))
+
+
+def status(target: Target) -> dict[str, Any]:
+    raw = _reports(target, "status")
+    return {"hosts": [reports.build_status(host, report) for host, report in raw.items()]}
+
+
+def releases(target: Target) -> dict[str, Any]:
+    raw = _reports(target, "releases")
+    return {"hosts": [reports.build_releases(host, report) for host, report in raw.items()]}
+
+
+def health(target: Target, *, public: bool = True, min_cert_days: int = 14) -> dict[str, Any]:
+    """Deep checks on each host plus the public HTTPS endpoint from here; never raises on
+    an unhealthy host (the caller decides the exit code from ``healthy``)."""
+    raw = _reports(target, "health")
+    hosts = []
+    for host, report in raw.items():
+        checks = reports.health_checks(report, min_cert_days=min_cert_days)
+        if public:
+            checks.append(
+                check_public_endpoint(
+                    report.get("domain") or "",
+                    report.get("address") or host,
+                    ca_bundle=target.ca_bundle,
+                )
+            )
+        body = report.get("local_body")
+        hosts.append(
+            {
+                "host": host,
+                "healthy": all(c["ok"] for c in checks),
+                "version": reports.release_version(report.get("current") or ""),
+                "serving_version": body.get("version") if isinstance(body, dict) else None,
+                "checks": checks,
+            }
+        )
+    return {"healthy": bool(hosts) and all(h["healthy"] for h in hosts), "hosts": hosts}
+
+
+# ----------------------------------------------------------------------------- logs ---
+
+
+def logs(
+    target: Target,
+    *,
+    unit: str = "service",
+    lines: int = 50,
+    since: str | None = None,
+    grep: str | None = None,
+    cursors: dict[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The last ``lines`` of one log on each host: {host: {"lines": [...], "cursor": ...}}."""
+    extravars: dict[str, Any] = {"iris_logs_unit": unit, "iris_logs_lines": lines}
+    if since:
+        extravars["iris_logs_since"] = since
+    if grep:
+        extravars["iris_logs_grep"] = grep
+    out: dict[str, dict[str, Any]] = {}
+    # A cursor is per host, so following several hosts runs one play per host.
+    hosts = list(cursors) if cursors else [None]
+    for host in hosts:
+        run_target = target
+        vars_for_host = dict(extravars)
+        if host is not None and cursors:
+            run_target = Target(target.inventory, host, target.verbosity, None, target.ca_bundle)
+            vars_for_host["iris_logs_cursor"] = cursors[host]
+        for name, report in _reports(run_target, "logs", extravars=vars_for_host).items():
+            got, cursor = reports.parse_log_output(report["source"], report["output"])
+            previous = cursors.get(name) if cursors else None
+            out[name] = {"source": report["source"], "lines": got, "cursor": cursor or previous}
+    return out
+
+
+def follow_logs(
+    target: Target, *, interval: float = 2.0, **kwargs: Any
+) -> Iterator[tuple[str, str]]:
+    """(host, line) pairs: the last lines, then new ones, polling the logs play."""
+    first = logs(target, **kwargs)
+    cursors: dict[str, str] = {}
+    for host, data in first.items():
+        cursors[host] = data["cursor"] or ""
+        for line in data["lines"]:
+            yield host, line
+    kwargs.pop("since", None)
+    while True:
+        time.sleep(interval)
+        for host, data in logs(target.quiet(), cursors=cursors, **kwargs).items():
+            cursors[host] = data["cursor"] or cursors[host]
+            for line in data["lines"]:
+                yield host, line
+
+
+# ---------------------------------------------------------------------------- cache ---
+
+
+def _admin(target: Target, action: str, **extravars: Any) -> dict[str, Any]:
+    raw = _reports(target, "cache", extravars={"iris_cache_action": action, **extravars})
+    return {host: report for host, report in raw.items()}
+
+
+def cache_stats(target: Target) -> dict[str, Any]:
+    raw = _admin(target, "stats")
+    return {"hosts": [{"host": host, **report["result"]} for host, report in raw.items()]}
+
+
+def cache_inspect(
+    target: Target, *, key: str | None = None, file: Path | None = None, language: str | None = None
+) -> dict[str, Any]:
+    """The cached analysis for ``key``, or for a local source ``file`` hashed on the host."""
+    extravars: dict[str, Any] = {}
+    if file is not None:
+        extravars["iris_cache_file"] = str(file.resolve())
+        if language:
+            extravars["iris_cache_language"] = language
+    else:
+        extravars["iris_cache_key"] = key
+    raw = _admin(target, "inspect", **extravars)
+    hosts = []
+    for host, report in raw.items():
+        rc, result = int(report["rc"]), report["result"]
+        if rc == 2:
+            raise ConfigError(f"cache inspect on {host}: {result.get('error', 'bad request')}")
+        hosts.append({"host": host, "found": rc == 0, **result})
+    return {"hosts": hosts}
+
+
+def cache_clear(target: Target, *, older_than: int | None = None) -> dict[str, Any]:
+    extravars = {"iris_cache_older_than": older_than} if older_than is not None else {}
+    raw = _admin(target, "clear", **extravars)
+    return {"hosts": [{"host": host, **report["result"]} for host, report in raw.items()]}

@@ -1,0 +1,205 @@
+"""Everything irisctl prints: progress on stderr, tables or JSON on stdout.
+
+The work (:mod:`irisctl.ops`) returns plain data; this module only shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from irisctl.reports import human_bytes, human_duration
+from irisctl.runner import PlayEvent
+
+# Piped output keeps whole lines (no 80-column truncation of host names and versions).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+_STYLE = {
+    "ok": "green",
+    "changed": "yellow",
+    "failed": "bold red",
+    "unreachable": "bold red",
+    "skipped": "dim",
+    "ignored": "dim red",
+}
+
+
+def emit_json(data: Any) -> None:
+    """JSON on stdout, nothing else: safe to pipe into jq."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def error_line(message: str, details: list[str] | None = None) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    for line in details or []:
+        err.print(f"  {escape(line)}", style="dim")
+
+
+def step(message: str) -> None:
+    err.print(f"[bold]==>[/] {escape(message)}")
+
+
+class ProgressPrinter:
+    """Progress of a running play: task names, per-host results, elapsed time.
+
+    With ``raw`` (``-v``) it prints Ansible's own output instead.
+    """
+
+    def __init__(self, raw: bool = False, console: Console | None = None) -> None:
+        self.raw = raw
+        self.console = console or err
+
+    def __call__(self, event: PlayEvent) -> None:
+        stamp = f"[dim]{event.elapsed:6.1f}s[/]"
+        if event.kind == "raw":
+            if self.raw:
+                self.console.print(escape(event.stdout))
+            return
+        if self.raw:
+            return
+        if event.kind == "play":
+            self.console.print(f"{stamp} [bold]PLAY[/] {escape(event.task)}")
+        elif event.kind == "task":
+            self.console.print(f"{stamp}   {escape(event.task)}")
+        elif event.kind in ("changed", "failed", "unreachable", "ignored"):
+            style = _STYLE[event.kind]
+            message = f": {escape(event.message)}" if event.message else ""
+            self.console.print(
+                f"{stamp}     [{style}]{event.kind}[/] {escape(event.host)}{message}"
+            )
+
+
+def _ok(flag: bool) -> str:
+    return "[green]ok[/]" if flag else "[bold red]FAIL[/]"
+
+
+def _state(unit: dict[str, Any]) -> str:
+    state = unit["state"]
+    color = "green" if state == "active" else "red"
+    text = f"[{color}]{state}[/]"
+    if unit.get("uptime_seconds") is not None:
+        text += f" (up {human_duration(unit['uptime_seconds'])})"
+    return text
+
+
+def status_table(data: dict[str, Any]) -> None:
+    table = Table(title="IRIS status")
+    for column in ("host", "service", "version", "nginx", "certificate", "disk free", "cache"):
+        table.add_column(column)
+    for host in data["hosts"]:
+        cert = host["certificate"]
+        disk = host["disk"]
+        cache = host["cache"]
+        table.add_row(
+            host["host"],
+            _state(host["service"]),
+            host["version"] or "-",
+            _state(host["nginx"]),
+            f"{cert['days_left']} days" if cert else "[red]none[/]",
+            f"{human_bytes(disk['free_bytes'])} ({disk['free_percent']}%)" if disk else "-",
+            f"{cache['entries']} files, {human_bytes(cache['bytes'])}" if cache else "-",
+        )
+    out.print(table)
+
+
+def releases_table(data: dict[str, Any]) -> None:
+    for host in data["hosts"]:
+        table = Table(title=f"releases on {host['host']}")
+        for column in ("", "version", "installed", "age"):
+            table.add_column(column)
+        for release in host["releases"]:
+            table.add_row(
+                "[green]*[/]" if release["current"] else "",
+                release["version"],
+                release["installed"] or "-",
+                human_duration(release["age_seconds"]) + " ago",
+            )
+        out.print(table)
+
+
+def health_table(data: dict[str, Any]) -> None:
+    for host in data["hosts"]:
+        verdict = "[green]healthy[/]" if host["healthy"] else "[bold red]UNHEALTHY[/]"
+        table = Table(title=f"{host['host']}: {verdict}")
+        for column in ("check", "", "detail"):
+            table.add_column(column)
+        for check in host["checks"]:
+            table.add_row(check["name"], _ok(check["ok"]), escape(str(check["detail"])))
+        out.print(table)
+
+
+def summary(data: dict[str, Any]) -> None:
+    """The closing lines of deploy, provision, rollback and restart."""
+    serving = ", ".join(f"{h}={v or '-'}" for h, v in data["serving"].items()) or "-"
+    verdict = "[green]healthy[/]" if data["healthy"] else "[bold red]UNHEALTHY[/]"
+    out.print(
+        f"[bold]{data['action']}[/] done in {data['duration_seconds']}s: "
+        f"serving {serving} on {len(data['hosts'])} host(s), {verdict}"
+    )
+    for host in data["health"]:
+        for check in host["checks"]:
+            if not check["ok"]:
+                out.print(f"  [red]{host['host']}: {check['name']}: {escape(check['detail'])}[/]")
+
+
+def check_summary(data: dict[str, Any]) -> None:
+    changes = data["changes"]
+    out.print(
+        f"[bold]check[/] (nothing changed) for release {data.get('version')}: "
+        f"{len(changes)} task(s) would change on {len(data['hosts'])} host(s)"
+    )
+    for change in changes:
+        out.print(f"  [yellow]would change[/] {change['host']}: {escape(change['task'])}")
+        if change["diff"]:
+            out.print(escape(change["diff"].rstrip()), style="dim")
+
+
+def cache_stats_table(data: dict[str, Any]) -> None:
+    rows = [
+        ("entries", lambda s: str(s.get("entries"))),
+        ("bytes on disk", lambda s: human_bytes(s.get("bytes"))),
+        ("hit rate", lambda s: _percent(s.get("hit_rate"))),
+        ("hits / misses", lambda s: f"{s.get('hits', '-')} / {s.get('misses', '-')}"),
+        ("model calls", lambda s: str(s.get("model_calls", "-"))),
+        (
+            "tokens in / out",
+            lambda s: f"{s.get('input_tokens', '-')} / {s.get('output_tokens', '-')}",
+        ),
+        ("cost spent", lambda s: _usd(s.get("cost_spent_usd"))),
+        ("cost saved", lambda s: _usd(s.get("cost_saved_usd"))),
+        ("oldest entry", lambda s: str(s.get("oldest_entry") or "-")),
+        ("newest entry", lambda s: str(s.get("newest_entry") or "-")),
+    ]
+    table = Table(title="IRIS cache")
+    table.add_column("")
+    for host in data["hosts"]:
+        table.add_column(host["host"])
+    for label, get in rows:
+        table.add_row(label, *(get(host) for host in data["hosts"]))
+    out.print(table)
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{float(value) * 100:.1f}%"
+
+
+def _usd(value: Any) -> str:
+    return "-" if value is None else f"${float(value):.6f}"
+
+
+def plain(text: str) -> None:
+    out.print(escape(text))
+
+
+def working(message: str) -> Any:
+    """A spinner on stderr while a read-only play runs (silent when not a terminal)."""
+    from contextlib import nullcontext
+
+    return err.status(escape(message)) if err.is_terminal else nullcontext()

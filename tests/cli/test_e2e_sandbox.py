@@ -1,0 +1,174 @@
+"""End to end against a real sandbox host: the console script, real plays, real exit codes.
+
+Order matters (one host, one story): provision, deploy two versions, releases, rollback,
+restart, logs, cache after real analyses, cache clear, health healthy then unhealthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from irisctl.errors import EXIT_FAILED, EXIT_LOCKED
+from irisctl.public import https_request
+
+pytestmark = pytest.mark.hosts
+IRISCTL = str(Path(sys.executable).parent / "irisctl")
+API_KEY = "sandbox-key"  # inventory/sandbox/group_vars/iris.yml
+V1, V2 = "1.0.0", "1.0.1"
+SOURCES = {
+    "a.py": "def add(a, b):\n    return a + b\n",
+    "b.py": "class Stack:\n    def __init__(self):\n        self.items = []\n",
+    "c.js": "export function greet(name) { return `hi ${name}`; }\n",
+}
+LANGUAGE = {".py": "python", ".js": "javascript"}
+
+
+class Sandbox:
+    def __init__(self, info: Any) -> None:
+        self.info = info
+        self.host = info.hosts[0]
+        self.env = {**os.environ, "IRISCTL_INVENTORY": str(info.inventory)}
+
+    def irisctl(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [IRISCTL, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def json(self, *args: str) -> Any:
+        done = self.irisctl(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def ssh(self, command: str) -> None:
+        from irisctl.sandbox.hosts import ssh_command
+
+        subprocess.run([*ssh_command(self.host, "root"), command], check=True, timeout=60)
+
+    def analyze(self, name: str, source: str) -> dict[str, Any]:
+        from irisctl.context import sandbox_ca_bundle
+
+        body = {
+            "filename": name,
+            "language": LANGUAGE[Path(name).suffix],
+            "source_code": source,
+        }
+        status, payload = https_request(
+            self.host.fqdn,
+            self.host.ip,
+            "POST",
+            "/api/iris/analyze",
+            body=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "x-api-key": API_KEY},
+            ca_bundle=sandbox_ca_bundle(),
+            timeout=60,
+        )
+        assert status == 200, payload
+        return json.loads(payload)
+
+
+@pytest.fixture(scope="module")
+def box(sandbox: Any) -> Sandbox:
+    return Sandbox(sandbox)
+
+
+def test_provision_then_deploy_a_second_version(box: Sandbox) -> None:
+    done = box.irisctl("provision", "--version", V1)
+    assert done.returncode == 0, done.stderr
+    summary = box.json("deploy", "--version", V2)
+    assert summary["version"] == V2
+    assert summary["serving"] == {box.host.name: V2}
+    assert summary["healthy"] is True
+
+
+def test_deploy_check_changes_nothing(box: Sandbox) -> None:
+    data = box.json("deploy", "--version", V2, "--check")
+    assert data["check"] is True
+    assert box.json("status")["hosts"][0]["version"] == V2
+
+
+def test_releases_lists_both_with_current_marked(box: Sandbox) -> None:
+    (host,) = box.json("releases")["hosts"]
+    assert host["current"] == V2
+    versions = {r["version"]: r["current"] for r in host["releases"]}
+    assert versions[V2] is True and versions[V1] is False
+
+
+def test_rollback_defaults_to_the_previous_release(box: Sandbox) -> None:
+    summary = box.json("rollback")
+    assert summary["serving"] == {box.host.name: V1}
+    assert summary["healthy"] is True
+    assert box.json("releases")["hosts"][0]["current"] == V1
+
+
+def test_restart_keeps_the_service_healthy(box: Sandbox) -> None:
+    done = box.irisctl("restart")
+    assert done.returncode == 0, done.stderr
+    assert box.json("status")["hosts"][0]["service"]["state"] == "active"
+
+
+def test_logs_lines_limits_output(box: Sandbox) -> None:
+    done = box.irisctl("logs", "--lines", "3")
+    assert done.returncode == 0, done.stderr
+    assert 0 < len(done.stdout.splitlines()) <= 3
+    done = box.irisctl("logs", "--unit", "nginx", "--lines", "2", "--since", "1h")
+    assert done.returncode == 0, done.stderr
+
+
+def test_deploy_lock_names_holder_and_can_be_released(box: Sandbox) -> None:
+    lock = '{"holder": "bob@laptop", "since": "2026-01-01T00:00:00Z", "version": "9.9"}'
+    box.ssh(f"mkdir -p /var/lib/iris && echo '{lock}' > /var/lib/iris/deploy.lock")
+    done = box.irisctl("deploy", "--version", V1)
+    assert done.returncode == EXIT_LOCKED
+    assert "deploy locked by bob@laptop since 2026-01-01T00:00:00Z" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = box.irisctl("unlock")
+    assert done.returncode == 0, done.stderr
+
+
+def test_cache_stats_count_real_analyses(box: Sandbox, tmp_path: Path) -> None:
+    done = box.irisctl("cache", "clear", "--yes")
+    assert done.returncode == 0, done.stderr
+    before = box.json("cache", "stats")["hosts"][0]
+    for name, source in SOURCES.items():
+        box.analyze(name, source)
+    box.analyze("a.py", SOURCES["a.py"])  # the same source again: a cache hit
+    stats = box.json("cache", "stats")["hosts"][0]
+    assert stats["entries"] == len(SOURCES)
+    assert stats["model_calls"] - before["model_calls"] == len(SOURCES)
+    assert stats["hits"] - before["hits"] == 1
+    assert stats["cost_spent_usd"] > before["cost_spent_usd"]
+    assert stats["cost_saved_usd"] > before["cost_saved_usd"]
+    local = tmp_path / "a.py"
+    local.write_text(SOURCES["a.py"])
+    (found,) = box.json("cache", "inspect", str(local))["hosts"]
+    assert found["found"] is True and found["key"]
+    missing = tmp_path / "new.py"
+    missing.write_text("print('never analysed')\n")
+    assert box.irisctl("cache", "inspect", str(missing)).returncode == EXIT_FAILED
+
+
+def test_cache_clear_removes_everything(box: Sandbox) -> None:
+    (cleared,) = box.json("cache", "clear", "--yes")["hosts"]
+    assert cleared["removed"] == len(SOURCES)
+    assert box.json("cache", "stats")["hosts"][0]["entries"] == 0
+
+
+def test_health_is_exit_0_then_1_when_the_service_is_stopped(box: Sandbox) -> None:
+    done = box.irisctl("health")
+    assert done.returncode == 0, done.stdout + done.stderr
+    box.ssh("systemctl stop iris-backend")
+    try:
+        done = box.irisctl("health", "--json")
+        assert done.returncode == EXIT_FAILED
+        data = json.loads(done.stdout)
+        failing = {c["name"] for c in data["hosts"][0]["checks"] if not c["ok"]}
+        assert {"service", "local_endpoint", "public_endpoint"} <= failing
+        assert done.stderr.startswith("error: unhealthy:")
+    finally:
+        assert box.irisctl("restart").returncode == 0

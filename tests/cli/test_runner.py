@@ -1,0 +1,136 @@
+"""The event stream of real ansible-runner runs (against localhost) -> results and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from irisctl.errors import (
+    EXIT_CONFIG,
+    EXIT_LOCKED,
+    EXIT_UNREACHABLE,
+    ConfigError,
+    DeployLockedError,
+    HostUnreachableError,
+    PlayFailedError,
+)
+from irisctl.runner import PlayEvent, failure_message, run_playbook
+
+REPORTING = """
+- name: Reporting play
+  hosts: iris
+  gather_facts: false
+  tasks:
+    - name: Change something harmless
+      ansible.builtin.command: "true"
+      changed_when: true
+    - name: Report
+      ansible.builtin.debug:
+        var: iris_report
+      vars:
+        iris_report: {answer: 42, host: "{{ inventory_hostname }}"}
+"""
+
+FAILING = """
+- name: Failing play
+  hosts: iris
+  gather_facts: false
+  tasks:
+    - name: Check the release
+      ansible.builtin.fail:
+        msg: ["release 9.9 is unhealthy: HTTP 503", "journal: worker crashed", "journal: bye"]
+"""
+
+LOCKED = """
+- name: Locked play
+  hosts: iris
+  gather_facts: false
+  tasks:
+    - name: Fail when the deploy is locked
+      ansible.builtin.fail:
+        msg: >-
+          deploy locked by alice@laptop
+          since 2026-01-01T10:00:00Z (version 1.2.3); if that deploy is dead, run unlock
+"""
+
+RESCUED = """
+- name: Rescued play
+  hosts: iris
+  gather_facts: false
+  tasks:
+    - name: Try and recover
+      block:
+        - name: Fail first
+          ansible.builtin.fail:
+            msg: transient
+      rescue:
+        - name: Recover
+          ansible.builtin.debug:
+            var: iris_report
+          vars:
+            iris_report: {recovered: true}
+"""
+
+
+def test_report_and_progress_events_come_from_the_event_stream(
+    local_inventory: Path, playbook
+) -> None:
+    events: list[PlayEvent] = []
+    result = run_playbook(str(playbook(REPORTING)), local_inventory, on_event=events.append)
+    assert result.ok
+    assert result.reports == {"local-1": {"answer": 42, "host": "local-1"}}
+    assert result.hosts["local-1"].changed == 1
+    assert [e.task for e in events if e.kind == "task"] == ["Change something harmless", "Report"]
+    changed = [e for e in events if e.kind == "changed"]
+    assert changed and changed[0].host == "local-1"
+    assert all(b.elapsed >= a.elapsed for a, b in zip(events, events[1:], strict=False))
+
+
+def test_failed_task_names_task_host_and_reason_with_details(
+    local_inventory: Path, playbook
+) -> None:
+    with pytest.raises(PlayFailedError) as caught:
+        run_playbook(str(playbook(FAILING)), local_inventory)
+    message = str(caught.value)
+    assert "on local-1 at task 'Check the release'" in message
+    assert "release 9.9 is unhealthy: HTTP 503" in message
+    assert caught.value.details == ["journal: worker crashed", "journal: bye"]
+
+
+def test_lock_message_becomes_deploy_locked_error(local_inventory: Path, playbook) -> None:
+    with pytest.raises(DeployLockedError) as caught:
+        run_playbook(str(playbook(LOCKED)), local_inventory)
+    assert caught.value.exit_code == EXIT_LOCKED
+    assert "deploy locked by alice@laptop since 2026-01-01T10:00:00Z" in str(caught.value)
+
+
+def test_rescued_failure_does_not_fail_the_run(local_inventory: Path, playbook) -> None:
+    result = run_playbook(str(playbook(RESCUED)), local_inventory)
+    assert result.ok and result.reports["local-1"] == {"recovered": True}
+
+
+def test_ssh_refused_is_exit_4(tmp_path: Path, playbook) -> None:
+    inventory = tmp_path / "refused.ini"
+    inventory.write_text(
+        "[iris]\nrefuser ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody "
+        "ansible_ssh_common_args='-o BatchMode=yes -o StrictHostKeyChecking=no'\n"
+    )
+    with pytest.raises(HostUnreachableError) as caught:
+        run_playbook(str(playbook(REPORTING)), inventory)
+    assert caught.value.exit_code == EXIT_UNREACHABLE
+    assert str(caught.value).startswith("SSH refused by refuser")
+
+
+def test_limit_matching_nothing_is_a_config_error(local_inventory: Path, playbook) -> None:
+    with pytest.raises(ConfigError) as caught:
+        run_playbook(str(playbook(REPORTING)), local_inventory, limit="nosuchhost")
+    assert caught.value.exit_code == EXIT_CONFIG
+    assert "no host matched --limit nosuchhost" in str(caught.value)
+
+
+def test_failure_message_of_a_command_uses_its_stderr() -> None:
+    message, details = failure_message(
+        {"msg": "non-zero return code", "rc": 2, "stderr": "line one\nfatal: no such file"}
+    )
+    assert message == "non-zero return code 2: fatal: no such file"
+    assert details == ["line one"]
