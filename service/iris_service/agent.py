@@ -122,8 +122,9 @@ def _parse_answer(response: Any) -> tuple[str, list[dict[str, Any]]]:
     if status not in (None, "completed"):
         raise ModelError(f"Model answer unusable: response status {status!r}")
     try:
+        # A 200 that is not a Response object (an HTML page from a proxy) reaches us as a str.
         data = json.loads(response.output_text)
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         raise ModelError("Model answer unusable: not valid JSON") from None
     if not isinstance(data, dict):
         raise ModelError("Model answer unusable: not a JSON object")

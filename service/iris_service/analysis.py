@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,27 @@ from iris_service.source import cache_key, line_count, normalize_source
 log = logging.getLogger(__name__)
 
 
+def _reject_constant(name: str) -> float:
+    # NaN and Infinity are not JSON; echoed back in metadata they would make our answer invalid.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    """JSON may escape half a UTF-16 pair ("\\ud800"); such text cannot be sent on as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 @dataclass(frozen=True)
 class AnalyzeRequest:
     filename: str
@@ -30,8 +52,8 @@ class AnalyzeRequest:
     @classmethod
     def from_body(cls, raw: bytes) -> AnalyzeRequest:
         try:
-            body = json.loads(raw)
-        except ValueError:
+            body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise BadRequest("Request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object")
@@ -45,6 +67,8 @@ class AnalyzeRequest:
                 f"Unsupported language: {body['language']!r} "
                 f"(supported: {', '.join(sorted(SUPPORTED_LANGUAGES))})"
             )
+        if _has_lone_surrogate(body["source_code"]):
+            raise BadRequest("Field source_code is not valid Unicode (lone surrogate)")
         metadata = body.get("metadata")
         if metadata is None:
             metadata = {}
@@ -118,7 +142,8 @@ class Analyzer:
             "analysis_requested",
             {"CodeLengthChars": len(source), "EstimatedInputTokens": estimate_tokens(source)},
         )
-        if not source.strip():
+        normalized = normalize_source(source)
+        if not normalized.strip():  # also a numbered empty file: "1 | "
             self._completed(started, None, 0)
             return {
                 "success": True,
@@ -130,7 +155,6 @@ class Analyzer:
                     "skipped": "empty_file",
                 },
             }
-        normalized = normalize_source(source)
         key = key_for(self.settings, normalized, request.language)
         deadline = started + self.settings.request_deadline_s
 

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from iris_service._version import __version__
 from iris_service.analysis import Analyzer
 from iris_service.auth import HEADER, check_api_key
+from iris_service.errors import BadRequest, PayloadTooLarge
 
 bp = Blueprint("iris", __name__, url_prefix="/api/iris")
 
@@ -15,11 +16,30 @@ def analyzer() -> Analyzer:
     return current_app.extensions["iris"]
 
 
+def read_body(limit: int) -> bytes:
+    """The request body, or 413 when it is larger than ``limit``.
+
+    Werkzeug enforces the limit on a body without Content-Length (chunked) by silently
+    stopping at ``limit`` bytes: a byte left after that means the body was too large.
+    """
+    data = request.get_data(cache=False)
+    too_large = (
+        request.content_length is None
+        and len(data) >= limit
+        and request.environ["wsgi.input"].read(1)
+    )
+    if too_large:
+        raise PayloadTooLarge("Request body too large")
+    return data
+
+
 @bp.post("/analyze")
 def analyze() -> Response:
     service = analyzer()
     check_api_key(service.settings, request.headers.get(HEADER))
-    return jsonify(service.handle(request.get_data(cache=False)))
+    if not request.is_json:
+        raise BadRequest("Content-Type must be application/json")
+    return jsonify(service.handle(read_body(service.settings.max_body_bytes)))
 
 
 @bp.get("/health")

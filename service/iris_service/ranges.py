@@ -23,8 +23,11 @@ def _as_int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:  # "--3", "²": isdigit() alone lets such strings through
+            return None
     return None
 
 
@@ -92,7 +95,10 @@ def clean_blocks(raw_blocks: Any, line_count: int) -> list[dict[str, Any]]:
         label = _text(raw.get("label"), MAX_LABEL_CHARS)
         if not label:
             continue
-        parsed = [_parse_range(r, line_count) for r in raw.get("ranges") or []]
+        raw_ranges = raw.get("ranges")
+        if not isinstance(raw_ranges, list):
+            continue
+        parsed = [_parse_range(r, line_count) for r in raw_ranges]
         ranges = _subtract(merge_ranges(r for r in parsed if r), claimed)
         if not ranges:
             continue

@@ -69,6 +69,17 @@ def test_empty_source_is_answered_without_a_model_call(client, standin, source):
     assert standin.calls() == 0
 
 
+@pytest.mark.parametrize("source", ["1 | ", "1 | \n", "1 |   \n2 | \t\n3 | "])
+def test_numbered_empty_source_is_answered_without_a_model_call(client, standin, source):
+    response = client.post(ANALYZE, json=analyze_body(source))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["file_intent"] == "Empty file"
+    assert body["responsibility_blocks"] == []
+    assert body["metadata"]["skipped"] == "empty_file"
+    assert standin.calls() == 0
+
+
 def test_model_bad_ranges_are_cleaned_into_valid_ones(client, standin):
     source = sample_source() + "# IRIS-STANDIN: mode=bad_ranges\n"
     response = client.post(ANALYZE, json=analyze_body(source))
@@ -126,6 +137,42 @@ def test_body_that_is_not_a_json_object_is_400(client, raw, message):
     response = client.post(ANALYZE, data=raw, content_type="application/json")
     assert response.status_code == 400
     assert response.get_json() == {"success": False, "error": message}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded"])
+def test_json_body_without_a_json_content_type_is_400(client, standin, content_type):
+    raw = json.dumps(analyze_body("x = 1\n"))
+    response = client.post(ANALYZE, data=raw, content_type=content_type)
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "success": False,
+        "error": "Content-Type must be application/json",
+    }
+    assert standin.calls() == 0
+
+
+def test_absurdly_nested_json_is_400_not_500(client):
+    response = client.post(
+        ANALYZE, data="[" * 100_000 + "]" * 100_000, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.get_json() == {"success": False, "error": "Request body is not valid JSON"}
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_are_400_so_metadata_never_echoes_invalid_json(client, number):
+    raw = '{"filename": "a.py", "language": "python", "source_code": "", "metadata": {"x": %s}}'
+    response = client.post(ANALYZE, data=raw % number, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"success": False, "error": "Request body is not valid JSON"}
+
+
+def test_lone_surrogate_in_source_is_400_not_500(client, standin):
+    raw = '{"filename": "a.py", "language": "python", "source_code": "s = \\"\\ud800\\"\\n"}'
+    response = client.post(ANALYZE, data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert "source_code" in response.get_json()["error"]
+    assert standin.calls() == 0
 
 
 def test_null_metadata_is_treated_as_absent(client):
@@ -287,6 +334,48 @@ def test_unreachable_model_is_502(make_client, settings):
     response = client.post(ANALYZE, json=analyze_body("x = 1\n"))
     assert response.status_code == 502
     assert response.get_json()["success"] is False
+
+
+@pytest.fixture
+def odd_upstream():
+    """A model endpoint answering 200 with something that is not a Response object."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    answer = {"body": b"", "type": ""}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", answer["type"])
+            self.send_header("Content-Length", str(len(answer["body"])))
+            self.end_headers()
+            self.wfile.write(answer["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1", answer
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [(b"<html>Bad gateway</html>", "text/html"), (b"[1, 2]", "application/json")],
+)
+def test_model_200_that_is_not_a_response_is_502(
+    make_client, settings, odd_upstream, body, content_type
+):
+    url, answer = odd_upstream
+    answer.update(body=body, type=content_type)
+    client = make_client(settings.with_changes(openai_base_url=url))
+    response = client.post(ANALYZE, json=analyze_body("x = 1\n"))
+    assert response.status_code == 502
+    assert response.get_json()["error"].startswith("Model answer unusable")
 
 
 def test_a_bug_is_a_json_500(client, monkeypatch):

@@ -110,6 +110,27 @@ def test_oversized_body_and_unknown_route_are_json_over_real_sockets(gunicorn_fa
     assert server.post(analyze_body(sample_source())).status_code == 200
 
 
+def test_chunked_body_over_the_limit_is_413(gunicorn_factory):
+    server = gunicorn_factory(IRIS_MAX_BODY_BYTES="4096").start()
+
+    def chunked(body):
+        raw = json.dumps(body).encode()
+        return iter([raw[i : i + 512] for i in range(0, len(raw), 512)])  # no Content-Length
+
+    def post(body):
+        return requests.post(
+            server.url + "/api/iris/analyze",
+            data=chunked(body),
+            headers={"x-api-key": server.env["IRIS_API_KEY"], "Content-Type": "application/json"},
+            timeout=30,
+        )
+
+    big = post(analyze_body("x = 1\n" * 2000))
+    assert big.status_code == 413
+    assert big.json() == {"success": False, "error": "Request body too large"}
+    assert post(analyze_body(sample_source())).status_code == 200
+
+
 def test_model_timeout_under_gunicorn_is_504(gunicorn_factory):
     server = gunicorn_factory(IRIS_MODEL_TIMEOUT_S="0.5").start()
     response = server.post(analyze_body("x = 1\n# IRIS-STANDIN: delay=3\n"))

@@ -80,6 +80,16 @@ def test_no_lines_means_no_blocks():
     assert clean_blocks("not a list", 10) == []
 
 
+def test_malformed_range_values_are_dropped_without_an_error():
+    blocks = [
+        {"label": "A", "description": "d", "ranges": [["--3", "4"], ["\u00b2", 5], [1, 2]]},
+        {"label": "B", "description": "d", "ranges": 7},
+        {"label": "C", "description": "d", "ranges": [["6", " 8 "]]},
+    ]
+    cleaned = clean_blocks(blocks, 10)
+    assert [(b["label"], b["ranges"]) for b in cleaned] == [("A", [[1, 2]]), ("C", [[6, 8]])]
+
+
 def test_merge_ranges():
     assert merge_ranges([(5, 6), (1, 2), (3, 3), (9, 9)]) == [(1, 3), (5, 6), (9, 9)]
 
