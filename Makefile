@@ -45,4 +45,5 @@ sandbox-down:
 	$(VENV)/bin/irisctl sandbox down
 
 bench: install
-	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python bench/service_serving.py
+	$(VENV)/bin/python bench/deploy_bench.py

@@ -18,7 +18,17 @@ BRIDGE_ADDRESS = os.environ.get("TESTHOST_GW", "10.231.0.1")
 DOMAIN = os.environ.get("TESTHOST_DOMAIN", "test")
 PEBBLE_DIRECTORY = f"https://{BRIDGE_ADDRESS}:14000/dir"
 PEBBLE_MANAGEMENT = "https://127.0.0.1:15000"
-REQUIRED_COMMANDS = ("systemd-nspawn", "mmdebstrap", "apt-cacher-ng", "ssh", "ip")
+REQUIRED_COMMANDS = (
+    "systemd-nspawn",
+    "mmdebstrap",
+    "apt-cacher-ng",
+    "pebble",
+    "pebble-challtestsrv",
+    "ssh",
+    "ip",
+    "curl",
+    "openssl",
+)
 
 
 class SandboxError(RuntimeError):
@@ -71,6 +81,11 @@ def build() -> None:
 def up(name: str, ip: str) -> Host:
     _run("up", name, ip, timeout=900)
     return Host(name=name, ip=ip)
+
+
+def reboot(name: str) -> None:
+    """Power ``name`` off cleanly and boot it again on the same disk."""
+    _run("reboot", name, timeout=300)
 
 
 def down(name: str) -> None:

@@ -6,6 +6,7 @@
 #   testhost.sh deps                  apt-get install the host tools this script needs
 #   testhost.sh build                 build (or reuse) the cached rootfs, keyed by its package list
 #   testhost.sh up NAME IP            boot NAME at IP (on bridge $TESTHOST_BRIDGE), wait until ssh + boot done
+#   testhost.sh reboot NAME           power NAME off cleanly and boot it again on the same disk (overlay)
 #   testhost.sh down NAME|--all       stop NAME cleanly, remove its overlay, cgroups, veth; last one out
 #                                     also stops the apt proxy and removes the bridge
 #   testhost.sh status                list running test hosts (pid, ip, memory)
@@ -199,6 +200,37 @@ cgroup_cleanup() {  # NAME [recorded dirs]
 cgroup_v2_dir() { local u; u=$(findmnt -rn -t cgroup2 -o TARGET | head -1); echo "$u/testhost-$1"; }
 
 # -------------------------------------------------------------------- up ---
+# Boot NAME's merged tree with nspawn and wait until ssh answers and the boot transaction is done.
+boot() {
+  local name=$1 ip=$2 t0=$3 d=$RUN/$1
+  local M=$d/merged
+  local cgs; cgs=$(cgroup_dirs "$name"); echo "$cgs" >"$d/cgroups"
+  (
+    for cg in $cgs; do mkdir -p "$cg" && echo "$BASHPID" >"$cg/cgroup.procs"; done
+    # setsid: own session, so the caller's Ctrl-C / process-group kill does not hit the container
+    exec setsid systemd-nspawn --quiet -D "$M" --boot --machine="$name" \
+      --register=no --keep-unit --settings=no --link-journal=no --resolv-conf=off \
+      --network-bridge="$TESTHOST_BRIDGE" --console=read-only
+  ) </dev/null >"$d/console.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$d/pid"
+  # wait for sshd, then for the boot transaction to finish (no half-booted hosts for Ansible)
+  local deadline=$(( $(date +%s) + TESTHOST_BOOT_TIMEOUT )) state="" t22=""
+  while :; do
+    pid_alive "$pid" || fail_up "$name" "nspawn exited"   # (comm is bash/setsid for a moment)
+    (( $(date +%s) < deadline )) || fail_up "$name" "not ready after ${TESTHOST_BOOT_TIMEOUT}s (last state: ${state:-no ssh})"
+    if timeout 1 bash -c "exec 3<>/dev/tcp/$ip/22" 2>/dev/null; then
+      [[ -n $t22 ]] || t22=$(elapsed "$t0")
+      state=$(ssh -i "$KEY" "${SSH_OPTS[@]}" "$TESTHOST_USER@$ip" \
+              'timeout 30 systemctl is-system-running --wait' 2>/dev/null) || true
+      [[ $state == running || $state == degraded ]] && break
+    fi
+    sleep 0.1
+  done
+  [[ $state == degraded ]] && log "WARNING: $name is degraded: $(ssh -i "$KEY" "${SSH_OPTS[@]}" "root@$ip" 'systemctl --failed --no-legend' | tr '\n' ' ')"
+  return 0
+}
+
 fail_up() { tail -n 40 "$RUN/$1/console.log" >&2 || true; cmd_down "$1" || true; die "$1: $2"; }
 cmd_up() {
   local name=${1:?usage: up NAME IP} ip=${2:?usage: up NAME IP}
@@ -235,32 +267,28 @@ EOF
   install -m 0600 "$KEY.pub" "$M/root/.ssh/authorized_keys"
   install -m 0600 -o 1000 -g 1000 "$KEY.pub" "$M/home/ec2-user/.ssh/authorized_keys"
 
-  local cgs; cgs=$(cgroup_dirs "$name"); echo "$cgs" >"$d/cgroups"
-  (
-    for cg in $cgs; do mkdir -p "$cg" && echo "$BASHPID" >"$cg/cgroup.procs"; done
-    # setsid: own session, so the caller's Ctrl-C / process-group kill does not hit the container
-    exec setsid systemd-nspawn --quiet -D "$M" --boot --machine="$name" \
-      --register=no --keep-unit --settings=no --link-journal=no --resolv-conf=off \
-      --network-bridge="$TESTHOST_BRIDGE" --console=read-only
-  ) </dev/null >"$d/console.log" 2>&1 &
-  local pid=$!
-  echo "$pid" >"$d/pid"
-  # wait for sshd, then for the boot transaction to finish (no half-booted hosts for Ansible)
-  local deadline=$(( $(date +%s) + TESTHOST_BOOT_TIMEOUT )) state="" t22=""
-  while :; do
-    pid_alive "$pid" || fail_up "$name" "nspawn exited"   # (comm is bash/setsid for a moment)
-    (( $(date +%s) < deadline )) || fail_up "$name" "not ready after ${TESTHOST_BOOT_TIMEOUT}s (last state: ${state:-no ssh})"
-    if timeout 1 bash -c "exec 3<>/dev/tcp/$ip/22" 2>/dev/null; then
-      [[ -n $t22 ]] || t22=$(elapsed "$t0")
-      state=$(ssh -i "$KEY" "${SSH_OPTS[@]}" "$TESTHOST_USER@$ip" \
-              'timeout 30 systemctl is-system-running --wait' 2>/dev/null) || true
-      [[ $state == running || $state == degraded ]] && break
-    fi
-    sleep 0.1
-  done
-  [[ $state == degraded ]] && log "WARNING: $name is degraded: $(ssh -i "$KEY" "${SSH_OPTS[@]}" "root@$ip" 'systemctl --failed --no-legend' | tr '\n' ' ')"
+  boot "$name" "$ip" "$t0"
   if [[ -f $TESTHOST_HOME/acme/challtestsrv.pid ]]; then cmd_acme_dns "$name.$TESTHOST_DOMAIN" "$ip" || true; fi
-  log "$name up: ip=$ip pid=$pid state=$state port22=${t22}s ready=$(elapsed "$t0")s (ssh -i $KEY $TESTHOST_USER@$ip)"
+  log "$name up: ip=$ip pid=$(cat "$d/pid") ready=$(elapsed "$t0")s (ssh -i $KEY $TESTHOST_USER@$ip)"
+}
+
+# ---------------------------------------------------------------- reboot ---
+# A real reboot keeps the host's disk: power off cleanly (SIGTERM to nspawn = systemctl poweroff),
+# keep the overlay, boot the same tree again.
+cmd_reboot() {
+  local name=${1:?usage: reboot NAME} d=$RUN/${1:-} t0; t0=$(now)
+  [[ -f $d/pid && -f $d/ip ]] || die "$name: not running"
+  local pid ip; pid=$(cat "$d/pid"); ip=$(cat "$d/ip")
+  if pid_alive "$pid" systemd-nspawn; then
+    kill -TERM "$pid"
+    local i; for ((i = 0; i < TESTHOST_STOP_TIMEOUT * 10; i++)); do pid_alive "$pid" systemd-nspawn || break; sleep 0.1; done
+    pid_alive "$pid" systemd-nspawn && die "$name: did not power off within ${TESTHOST_STOP_TIMEOUT}s"
+  fi
+  cgroup_cleanup "$name" "$(cat "$d/cgroups" 2>/dev/null)"
+  ss -K dst "$ip" >/dev/null 2>&1 || true
+  cat "$d/console.log" >>"$d/console.prev.log" 2>/dev/null || true
+  boot "$name" "$ip" "$t0"
+  log "$name rebooted in $(elapsed "$t0")s"
 }
 
 # ------------------------------------------------------------------ down ---
@@ -405,6 +433,7 @@ case ${1:-} in
   build) cmd_build >/dev/null ;;
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
+  reboot) shift; cmd_reboot "$@" ;;
   status) cmd_status ;;
   inventory) cmd_inventory ;;
   ssh) shift; cmd_ssh "$@" ;;
@@ -412,5 +441,5 @@ case ${1:-} in
   acme-dns) shift; cmd_acme_dns "$@" ;;
   acme-down) cmd_acme_down ;;
   _customize) shift; _customize "$@" ;;
-  *) sed -n '2,18p' "$SELF"; exit 2 ;;
+  *) sed -n '2,19p' "$SELF"; exit 2 ;;
 esac

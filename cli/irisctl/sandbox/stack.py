@@ -1,0 +1,269 @@
+"""The whole local sandbox: ACME server, model and Secrets Manager stand-ins, and N hosts.
+
+Used by ``irisctl sandbox up|down`` and by the host tests' session fixture. Everything it starts
+is recorded in ``/var/lib/iris-sandbox/stack.json`` so that ``sandbox_down()`` can stop it from
+another process later. Every service listens on the bridge address (10.231.0.1) or loopback only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from irisctl.paths import project_root
+from irisctl.sandbox import hosts
+from irisctl.sandbox.hosts import BRIDGE_ADDRESS, PEBBLE_DIRECTORY, Host, SandboxError
+
+STATE_FILE = hosts.STATE_DIR / "stack.json"
+LOG_DIR = hosts.STATE_DIR / "stack"
+MODEL_PORT = 14080
+MOTO_PORT = 14566
+SECRET_ID = "iris/openai-api-key"
+SECRET_VALUE = "sk-sandbox-not-a-real-key"
+AWS_REGION = "us-east-2"
+FIRST_HOST_OCTET = 11
+HOST_PREFIX = "iris-sandbox"
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    hosts: list[Host]
+    inventory: Path
+    model_url: str
+    secrets_endpoint: str
+    pebble_directory: str = PEBBLE_DIRECTORY
+    ssh_key: Path = field(default_factory=hosts.key_path)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model_base_url(self) -> str:
+        return f"{self.model_url}/v1" if self.model_url else ""
+
+
+def default_inventory() -> Path:
+    return project_root() / "inventory" / "sandbox" / "hosts.ini"
+
+
+def sandbox_hosts(count: int) -> list[Host]:
+    return [
+        Host(name=f"{HOST_PREFIX}-{i}", ip=f"10.231.0.{FIRST_HOST_OCTET + i - 1}")
+        for i in range(1, count + 1)
+    ]
+
+
+# ------------------------------------------------------------------------ processes ---
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (guards against signalling a recycled pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _spawn(name: str, argv: list[str]) -> dict[str, str | int]:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOG_DIR / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: stopped as a whole, immune to Ctrl-C
+            cwd=project_root(),
+        )
+    return {"pid": proc.pid, "start": _start_time(proc.pid) or "", "argv": " ".join(argv)}
+
+
+def _stop(record: dict[str, str | int]) -> None:
+    pid = int(record["pid"])
+    if _start_time(pid) != record.get("start"):
+        return  # already gone (or the pid now belongs to someone else)
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap when it is our own child
+            if _start_time(pid) is None:
+                return
+            time.sleep(0.05)
+
+
+def _wait_port(host: str, port: int, name: str, record: dict[str, str | int]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if _start_time(int(record["pid"])) is None:
+            raise SandboxError(f"{name} exited at start, see {LOG_DIR / (name + '.log')}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SandboxError(f"{name} not listening on {host}:{port} after {READY_TIMEOUT_S:.0f}s")
+
+
+def _start_moto() -> dict[str, str | int]:
+    record = _spawn(
+        "moto",
+        [sys.executable, "-m", "moto.server", "-H", BRIDGE_ADDRESS, "-p", str(MOTO_PORT)],
+    )
+    _wait_port(BRIDGE_ADDRESS, MOTO_PORT, "moto", record)
+    import boto3
+
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=f"http://{BRIDGE_ADDRESS}:{MOTO_PORT}",
+        region_name=AWS_REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    client.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)
+    return record
+
+
+def _start_model_standin() -> dict[str, str | int] | None:
+    if importlib.util.find_spec("irisctl.sandbox.model_standin") is None:
+        return None
+    record = _spawn(
+        "model-standin",
+        [
+            sys.executable,
+            "-m",
+            "irisctl.sandbox.model_standin",
+            "--host",
+            BRIDGE_ADDRESS,
+            "--port",
+            str(MODEL_PORT),
+        ],
+    )
+    _wait_port(BRIDGE_ADDRESS, MODEL_PORT, "model-standin", record)
+    return record
+
+
+# ---------------------------------------------------------------------------- state ---
+def _save_state(info: SandboxInfo, processes: dict[str, dict[str, str | int]]) -> None:
+    state = asdict(info)
+    state["inventory"] = str(info.inventory)
+    state["ssh_key"] = str(info.ssh_key)
+    state["processes"] = processes
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _load_state() -> dict | None:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _link_group_vars(inventory: Path) -> None:
+    """An inventory written elsewhere still gets the sandbox group_vars beside it."""
+    group_vars = project_root() / "inventory" / "sandbox" / "group_vars"
+    link = inventory.parent / "group_vars"
+    if inventory.parent.resolve() != group_vars.parent.resolve() and not link.exists():
+        link.symlink_to(group_vars, target_is_directory=True)
+
+
+# ------------------------------------------------------------------------------ API ---
+def sandbox_status() -> SandboxInfo | None:
+    """The sandbox that is up, or None."""
+    state = _load_state()
+    if not state:
+        return None
+    running = {h.name for h in hosts.running()}
+    sandbox = [Host(**h) for h in state["hosts"]]
+    if not sandbox or not all(h.name in running for h in sandbox):
+        return None
+    return SandboxInfo(
+        hosts=sandbox,
+        inventory=Path(state["inventory"]),
+        model_url=state["model_url"],
+        secrets_endpoint=state["secrets_endpoint"],
+        pebble_directory=state.get("pebble_directory", PEBBLE_DIRECTORY),
+        ssh_key=Path(state.get("ssh_key", hosts.key_path())),
+        notes=list(state.get("notes", [])),
+    )
+
+
+def sandbox_up(count: int = 1, inventory_path: Path | None = None) -> SandboxInfo:
+    """Start pebble, the stand-ins and ``count`` hosts; write the inventory. Undone on failure."""
+    reason = hosts.unavailable_reason()
+    if reason:
+        raise SandboxError(reason)
+    if sandbox_status() is not None:
+        raise SandboxError(
+            f"a sandbox is already up ({STATE_FILE}); run `irisctl sandbox down` first"
+        )
+    if _load_state() is not None:  # left behind by a run that died: clean it up first
+        sandbox_down()
+    inventory = Path(inventory_path) if inventory_path else default_inventory()
+    processes: dict[str, dict[str, str | int]] = {}
+    notes: list[str] = []
+    wanted = sandbox_hosts(count)
+    info = SandboxInfo(
+        hosts=wanted,
+        inventory=inventory,
+        model_url="",
+        secrets_endpoint=f"http://{BRIDGE_ADDRESS}:{MOTO_PORT}",
+    )
+    _save_state(info, processes)  # from here on sandbox_down() can clean up whatever started
+    try:
+        hosts.build()
+        hosts.acme_up()  # also brings up the bridge the stand-ins bind to
+        processes["moto"] = _start_moto()
+        _save_state(info, processes)
+        standin = _start_model_standin()
+        if standin is None:
+            notes.append("irisctl.sandbox.model_standin is not importable: no model stand-in")
+        else:
+            processes["model-standin"] = standin
+        model_url = f"http://{BRIDGE_ADDRESS}:{MODEL_PORT}" if standin else ""
+        info = SandboxInfo(
+            hosts=wanted,
+            inventory=inventory,
+            model_url=model_url,
+            secrets_endpoint=info.secrets_endpoint,
+            notes=notes,
+        )
+        _save_state(info, processes)
+        with ThreadPoolExecutor(max_workers=max(1, count)) as pool:
+            list(pool.map(lambda h: hosts.up(h.name, h.ip), wanted))
+        hosts.write_inventory(inventory, wanted)
+        _link_group_vars(inventory)
+    except BaseException:
+        sandbox_down()
+        raise
+    return info
+
+
+def sandbox_down() -> None:
+    """Stop the sandbox's hosts, stand-ins, pebble and bridge. Idempotent."""
+    state = _load_state() or {}
+    for record in (state.get("processes") or {}).values():
+        _stop(record)
+    errors = []
+    for step in (hosts.down_all, hosts.acme_down):
+        try:
+            step()
+        except SandboxError as exc:
+            errors.append(str(exc))
+    STATE_FILE.unlink(missing_ok=True)
+    if errors:
+        raise SandboxError("; ".join(errors))

@@ -1,0 +1,66 @@
+"""Real systemd hosts for the whole session: build releases, bring the sandbox up, converge twice.
+
+converge -> idempotence -> verify (test_converge.py) -> lifecycle (test_lifecycle.py), after
+Molecule's sequence. Skips with one line where hosts cannot run (no root, no systemd-nspawn).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from host_helpers import BROKEN, HOST_COUNT, V1, V2, Sandbox, build_release
+from irisctl.sandbox import hosts, stack
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    mine = [item for item in items if here in Path(item.fspath).parents]
+    for item in mine:
+        item.add_marker(pytest.mark.hosts)
+    reason = hosts.unavailable_reason()
+    if reason and mine:
+        # One clear line for the whole directory instead of one skip per test.
+        mine[0].add_marker(pytest.mark.skip(reason=f"real test hosts unavailable: {reason}"))
+        config.hook.pytest_deselected(items=mine[1:])
+        items[:] = [item for item in items if item not in mine[1:]]
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    if stack.sandbox_status() is not None:
+        pytest.skip("a sandbox is already up (another run owns it): `irisctl sandbox down` first")
+    workdir = tmp_path_factory.mktemp("hosts")
+    started = time.monotonic()
+    releases = {
+        version: build_release(workdir / f"release-{version}", version, broken=version == BROKEN)
+        for version in (V1, V2, BROKEN)
+    }
+    built = time.monotonic()
+    info = stack.sandbox_up(HOST_COUNT, inventory_path=workdir / "inventory" / "hosts.ini")
+    try:
+        roots = workdir / "pebble-roots.pem"
+        roots.write_text(hosts.pebble_roots())
+        box = Sandbox(info=info, workdir=workdir, releases=releases, pebble_roots=roots)
+        box.timings["build releases"] = built - started
+        box.timings["sandbox up"] = time.monotonic() - built
+        yield box
+        timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
+        print(f"\nhost test timings (s): {timings}")
+    finally:
+        stack.sandbox_down()
+
+
+@pytest.fixture(scope="session")
+def converged(sandbox: Sandbox) -> Sandbox:
+    """site.yml twice on every host: the first run must succeed, the second is kept for the
+    idempotence test."""
+    release = sandbox.releases[V1]
+    for _ in range(2):
+        run = sandbox.play("site.yml", service_wheelhouse_dir=str(release.path), service_version=V1)
+        sandbox.converges.append(run)
+        if run.rc != 0:
+            pytest.fail(f"converge failed: {run.explain()}")
+    return sandbox

@@ -1,0 +1,223 @@
+"""Helpers for the real-host tests: run playbooks, talk to hosts through nginx, build releases."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from irisctl.build import Wheelhouse, build_wheelhouse
+from irisctl.paths import project_root, service_source_dir
+from irisctl.sandbox.hosts import Host
+from irisctl.sandbox.stack import SandboxInfo
+
+V1, V2, BROKEN = "1.0.0", "1.1.0", "1.2.0"  # BROKEN fails at import: rollback test
+HOST_COUNT = 2
+API_KEY = "sandbox-key"  # inventory/sandbox/group_vars/iris.yml: service_api_key
+ANSIBLE_PLAYBOOK = Path(os.environ.get("VIRTUAL_ENV", project_root() / ".venv")) / "bin"
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run, with the per-host stats of its recap."""
+
+    playbook: str
+    rc: int
+    stats: dict[str, dict[str, int]]
+    output: str
+    seconds: float
+    log: Path
+    messages: list[str] = field(default_factory=list)
+
+    def total(self, key: str) -> int:
+        return sum(host.get(key, 0) for host in self.stats.values())
+
+    def explain(self) -> str:
+        return f"{self.playbook} rc={self.rc} stats={self.stats} (log: {self.log})\n" + "\n".join(
+            self.messages[-5:]
+        )
+
+
+RECAP_RE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", re.MULTILINE)
+FATAL_RE = re.compile(
+    r"^(?:fatal|failed): \[([^\]]+)\].*?"
+    r"(?=^TASK \[|^RUNNING HANDLER|^PLAY RECAP|^NO MORE HOSTS|\Z)",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def parse_recap(stdout: str) -> dict[str, dict[str, int]]:
+    """Per-host counters of the PLAY RECAP (ok, changed, unreachable, failed, ...)."""
+    recap = stdout[stdout.rfind("PLAY RECAP") :] if "PLAY RECAP" in stdout else ""
+    stats = {}
+    for host, counters in RECAP_RE.findall(recap):
+        stats[host] = {k: int(v) for k, v in (c.split("=") for c in counters.split())}
+    return stats
+
+
+def run_playbook(
+    name: str,
+    inventory: Path,
+    log_dir: Path,
+    limit: str | None = None,
+    timeout: float = 900,
+    check: bool = False,
+    **extra_vars: object,
+) -> PlaybookRun:
+    """``ansible-playbook playbooks/NAME`` from the repository root (so ansible.cfg applies)."""
+    ansible = shutil.which("ansible-playbook", path=str(ANSIBLE_PLAYBOOK)) or "ansible-playbook"
+    argv = [ansible, "-i", str(inventory), f"playbooks/{name}"]
+    if limit:
+        argv += ["--limit", limit]
+    if check:
+        argv += ["--check", "--diff"]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    started = time.monotonic()
+    done = subprocess.run(
+        argv, cwd=project_root(), env=env, capture_output=True, text=True, timeout=timeout
+    )
+    seconds = time.monotonic() - started
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{int(time.time() * 1000)}-{name.replace('.yml', '')}.log"
+    log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    messages = [m.group(0).strip() for m in FATAL_RE.finditer(done.stdout)]
+    messages = [m for m in messages if "...ignoring" not in m]
+    return PlaybookRun(
+        playbook=name,
+        rc=done.returncode,
+        stats=parse_recap(done.stdout),
+        output=done.stdout,
+        seconds=seconds,
+        log=log,
+        messages=messages or done.stderr.strip().splitlines()[-5:],
+    )
+
+
+# ------------------------------------------------------------------- through nginx ---
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: str
+    headers: str
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def https(
+    host: Host,
+    path: str,
+    cafile: Path,
+    *,
+    method: str = "GET",
+    body: dict | None = None,
+    scheme: str = "https",
+    timeout: float = 60,
+) -> HttpAnswer:
+    """A request to the host's public name through nginx, TLS verified against ``cafile``."""
+    port = 443 if scheme == "https" else 80
+    argv = [
+        "curl",
+        "-sS",
+        "--max-time",
+        str(timeout),
+        "--resolve",
+        f"{host.fqdn}:{port}:{host.ip}",
+        "--cacert",
+        str(cafile),
+        "-D",
+        "-",
+        "-X",
+        method,
+        "-H",
+        f"x-api-key: {API_KEY}",
+    ]
+    if body is not None:
+        argv += ["-H", "content-type: application/json", "--data-binary", json.dumps(body)]
+    argv.append(f"{scheme}://{host.fqdn}{path}")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10)
+    if done.returncode != 0:
+        return HttpAnswer(status=-1, body=done.stderr.strip(), headers="")
+    head, _, payload = done.stdout.partition("\n\n")  # text mode turned \r\n into \n
+    status = int(head.split()[1]) if head.startswith("HTTP/") else -1
+    return HttpAnswer(status=status, body=payload, headers=head)
+
+
+def wait_healthy(host: Host, cafile: Path, version: str, timeout: float = 60) -> HttpAnswer:
+    deadline = time.monotonic() + timeout
+    answer = HttpAnswer(-1, "", "")
+    while time.monotonic() < deadline:
+        answer = https(host, "/api/iris/health", cafile, timeout=10)
+        if answer.status == 200 and answer.json().get("version") == version:
+            return answer
+        time.sleep(0.5)
+    return answer
+
+
+def served_certificate(host: Host, cafile: Path) -> dict:
+    """The certificate nginx serves for the host's name, verified against ``cafile``."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with (
+        socket.create_connection((host.ip, 443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host.fqdn) as tls,
+    ):
+        return tls.getpeercert()
+
+
+# ------------------------------------------------------------------------ releases ---
+def build_release(dest: Path, version: str, broken: bool = False) -> Wheelhouse:
+    """A release of the current service tree; ``broken`` makes its app fail at import."""
+    source = service_source_dir()
+    if broken:
+        tree = dest.parent / f"source-{version}"
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(
+            source, tree, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build")
+        )
+        wsgi = tree / "iris_service" / "wsgi.py"
+        wsgi.write_text(wsgi.read_text() + '\nraise RuntimeError("deliberately broken release")\n')
+        source = tree
+    return build_wheelhouse(dest, version=version, source_dir=source)
+
+
+@dataclass
+class Sandbox:
+    info: SandboxInfo
+    workdir: Path
+    releases: dict[str, Wheelhouse]
+    pebble_roots: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    converges: list[PlaybookRun] = field(default_factory=list)
+
+    @property
+    def inventory(self) -> Path:
+        return self.info.inventory
+
+    def play(
+        self, name: str, limit: str | None = None, check: bool = False, **extra_vars: object
+    ) -> PlaybookRun:
+        run = run_playbook(
+            name, self.inventory, self.workdir / "logs", limit=limit, check=check, **extra_vars
+        )
+        self.timings[f"{name} #{len(self.timings) + 1}"] = run.seconds
+        return run
+
+    def deploy(self, version: str, limit: str, check: bool = False, **extra: object) -> PlaybookRun:
+        return self.play(
+            "deploy.yml",
+            limit=limit,
+            check=check,
+            service_wheelhouse_dir=str(self.releases[version].path),
+            service_version=version,
+            iris_deploy_holder="tests@hosts",
+            **extra,
+        )

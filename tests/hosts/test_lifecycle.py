@@ -1,0 +1,171 @@
+"""One host's life after converge, in order: analyses through nginx against the model stand-in,
+cache surviving restart / redeploy / reboot, a second version, a broken one rolled back
+automatically, the deploy lock, and the rollback playbook."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+from host_helpers import BROKEN, V1, V2, HttpAnswer, Sandbox, https, wait_healthy
+from irisctl.sandbox import hosts
+
+SOURCE = (
+    '"""Inventory helpers."""\n\n\n'
+    "def total(items):\n    return sum(item.price for item in items)\n\n\n"
+    "class Basket:\n    def __init__(self):\n        self.items = []\n"
+)
+
+
+@pytest.fixture(scope="module")
+def box(converged: Sandbox) -> Sandbox:
+    return converged
+
+
+@pytest.fixture(scope="module")
+def target(box: Sandbox):
+    return box.info.hosts[0]
+
+
+def model_calls(box: Sandbox) -> int:
+    with urllib.request.urlopen(f"{box.info.model_url}/_standin/stats", timeout=5) as resp:
+        return json.loads(resp.read())["calls"]
+
+
+def analyze(box: Sandbox, host) -> HttpAnswer:
+    body = {"filename": "basket.py", "language": "python", "source_code": SOURCE}
+    return https(host, "/api/iris/analyze", box.pebble_roots, method="POST", body=body)
+
+
+def root_run(host, command: str) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        [*hosts.ssh_command(host, "root"), command], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def cache_files(host) -> list[str]:
+    return root_run(host, "find /var/iris/cache -type f -name '*.json' | sort").split()
+
+
+def assert_cache_hit(box: Sandbox, host) -> None:
+    calls = model_calls(box)
+    answer = analyze(box, host)
+    assert answer.status == 200, answer.body
+    assert answer.json()["metadata"]["cache_hit"] == 1
+    assert model_calls(box) == calls, "a cached analysis must not call the model"
+
+
+def test_analyze_round_trip_through_nginx_reaches_the_model(box: Sandbox, target) -> None:
+    if not box.info.model_url:
+        pytest.skip("no model stand-in: " + "; ".join(box.info.notes))
+    calls = model_calls(box)
+    answer = analyze(box, target)
+    assert answer.status == 200, answer.body
+    result = answer.json()
+    assert result["success"] is True and result["responsibility_blocks"]
+    assert result["metadata"]["cache_hit"] == 0
+    assert model_calls(box) == calls + 1
+    assert len(cache_files(target)) == 1
+
+
+def test_cache_entry_survives_a_service_restart(box: Sandbox, target) -> None:
+    before = cache_files(target)
+    run = box.play("restart.yml", limit=target.name)
+    assert run.rc == 0, run.explain()
+    assert cache_files(target) == before
+    assert_cache_hit(box, target)  # memory cache is gone: the hit comes from disk
+
+
+def test_second_version_deploys_and_keeps_the_cache(box: Sandbox, target) -> None:
+    before = cache_files(target)
+    run = box.deploy(V2, limit=target.name)
+    assert run.rc == 0, run.explain()
+    assert run.total("changed") > 0
+    assert wait_healthy(target, box.pebble_roots, V2).status == 200
+    assert root_run(target, "readlink /opt/iris/current").strip() == f"releases/{V2}"
+    assert cache_files(target) == before
+    assert_cache_hit(box, target)
+    assert root_run(target, "test ! -e /var/lib/iris/deploy.lock && echo unlocked").strip()
+
+
+def test_redeploying_the_current_version_changes_nothing(box: Sandbox, target) -> None:
+    run = box.deploy(V2, limit=target.name)
+    assert run.rc == 0, run.explain()
+    assert run.total("changed") == 0, run.explain()
+
+
+def test_deploy_check_reports_changes_but_changes_nothing(box: Sandbox, target) -> None:
+    run = box.deploy(BROKEN, limit=target.name, check=True)
+    assert run.rc == 0, run.explain()
+    assert run.total("changed") > 0
+    assert root_run(target, "readlink /opt/iris/current").strip() == f"releases/{V2}"
+    assert root_run(target, f"test ! -e /opt/iris/releases/{BROKEN} && echo absent").strip()
+    assert root_run(target, "test ! -e /var/lib/iris/deploy.lock && echo unlocked").strip()
+
+
+def test_cache_and_service_survive_a_host_reboot(box: Sandbox, target) -> None:
+    before = cache_files(target)
+    boot_id = root_run(target, "cat /proc/sys/kernel/random/boot_id")
+    hosts.reboot(target.name)
+    assert root_run(target, "cat /proc/sys/kernel/random/boot_id") != boot_id
+    assert wait_healthy(target, box.pebble_roots, V2).status == 200
+    assert cache_files(target) == before
+    assert_cache_hit(box, target)
+
+
+def test_broken_release_is_rolled_back_automatically(box: Sandbox, target) -> None:
+    started = time.monotonic()
+    run = box.deploy(BROKEN, limit=target.name)
+    assert run.rc != 0
+    message = "\n".join(run.messages)
+    assert f"release {BROKEN} failed its health gate" in message, message
+    assert f"rolled back to {V2} (healthy again)" in message, message
+    assert "deliberately broken release" in message  # the journal tail says why
+    assert wait_healthy(target, box.pebble_roots, V2, timeout=10).status == 200
+    assert root_run(target, "readlink /opt/iris/current").strip() == f"releases/{V2}"
+    assert root_run(target, f"test ! -e /opt/iris/releases/{BROKEN} && echo gone").strip()
+    assert root_run(target, "test ! -e /var/lib/iris/deploy.lock && echo unlocked").strip()
+    box.timings["broken deploy + rollback"] = time.monotonic() - started
+
+
+def test_deploy_is_refused_while_locked_and_unlock_removes_the_lock(box: Sandbox, target) -> None:
+    lock = '{"holder": "bob@laptop", "since": "2026-01-01T00:00:00Z", "version": "9.9"}'
+    root_run(target, f"echo '{lock}' > /var/lib/iris/deploy.lock")
+    run = box.deploy(V1, limit=target.name)
+    assert run.rc != 0
+    assert "deploy locked by bob@laptop since 2026-01-01T00:00:00Z" in "\n".join(run.messages)
+    assert root_run(target, "readlink /opt/iris/current").strip() == f"releases/{V2}"
+    unlock = box.play("unlock.yml", limit=target.name)
+    assert unlock.rc == 0, unlock.explain()
+    assert "removed deploy lock held by" in unlock.output and "bob@laptop" in unlock.output
+    assert root_run(target, "test ! -e /var/lib/iris/deploy.lock && echo unlocked").strip()
+
+
+def test_force_unlock_takes_over_a_stale_lock(box: Sandbox, target) -> None:
+    lock = '{"holder": "bob@laptop", "since": "2026-01-01T00:00:00Z", "version": "9.9"}'
+    root_run(target, f"echo '{lock}' > /var/lib/iris/deploy.lock")
+    run = box.deploy(V2, limit=target.name, iris_deploy_force_unlock=True)
+    assert run.rc == 0, run.explain()
+    assert root_run(target, "test ! -e /var/lib/iris/deploy.lock && echo unlocked").strip()
+
+
+def test_rollback_returns_to_the_previous_release(box: Sandbox, target) -> None:
+    run = box.play("rollback.yml", limit=target.name)
+    assert run.rc == 0, run.explain()
+    assert wait_healthy(target, box.pebble_roots, V1, timeout=10).status == 200
+    assert root_run(target, "readlink /opt/iris/current").strip() == f"releases/{V1}"
+    assert_cache_hit(box, target)
+
+
+def test_site_without_any_release_fails_early(box: Sandbox) -> None:
+    other = box.info.hosts[-1]
+    run = box.play("site.yml", limit=other.name, service_root="/opt/iris-empty")
+    assert run.rc != 0
+    assert "No release on" in "\n".join(run.messages)
+    assert run.total("changed") == 0
