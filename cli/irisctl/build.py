@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from irisctl.paths import service_source_dir
 
 # Hosts run CPython 3.11 on x86_64 (Debian 12: glibc 2.36, Amazon Linux 2023: glibc 2.34).
@@ -32,7 +34,6 @@ TARGET_PLATFORMS = (
 )
 VERSION_FILE = Path("iris_service") / "_version.py"
 _VERSION_RE = re.compile(r'^__version__\s*=\s*"([^"]+)"', re.MULTILINE)
-_VALID_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z0-9.+-]*)$", re.IGNORECASE)
 
 
 class BuildError(RuntimeError):
@@ -54,9 +55,22 @@ def source_version(source_dir: Path | None = None) -> str:
     return match.group(1)
 
 
+def normalized_version(version: str) -> str:
+    """``version`` as the wheel will carry it (PEP 440 normal form: ``1.02`` -> ``1.2``).
+
+    The stamped source, the wheel's file name, the release directory and the version that
+    /api/iris/health reports must all be the same string, or the deploy gate cannot match them.
+    """
+    try:
+        return str(Version(version))
+    except InvalidVersion as exc:
+        raise BuildError(
+            f"invalid version {version!r}: use a PEP 440 version such as 1.2.3"
+        ) from exc
+
+
 def _stamp_version(tree: Path, version: str) -> None:
-    if not _VALID_VERSION_RE.match(version):
-        raise BuildError(f"invalid version {version!r}: use a PEP 440 version such as 1.2.3")
+    version = normalized_version(version)
     version_file = tree / VERSION_FILE
     text = _VERSION_RE.sub(f'__version__ = "{version}"', version_file.read_text())
     version_file.write_text(text)

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from irisctl import reports
-from irisctl.build import BuildError, Wheelhouse, build_wheelhouse, source_version, wheelhouse_from
+from irisctl.build import (
+    BuildError,
+    Wheelhouse,
+    build_wheelhouse,
+    normalized_version,
+    source_version,
+    wheelhouse_from,
+)
 from irisctl.errors import ConfigError, IrisctlError, UnhealthyError
 from irisctl.paths import project_root
 from irisctl.public import check_public_endpoint
@@ -69,7 +76,7 @@ def prepare_release(
             step(f"preparing the release from {from_path}")
             staged = releases_dir / f"from-{from_path.stem}"
             wheelhouse = wheelhouse_from(from_path, staged)
-            if version and wheelhouse.version != version:
+            if version and wheelhouse.version != normalized_version(version):
                 raise ConfigError(
                     f"--from {from_path} holds version {wheelhouse.version}, not {version}"
                 )
