@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from irisctl import build
 from irisctl.paths import service_source_dir
 

@@ -41,7 +41,7 @@ def test_second_converge_changes_nothing(converged: Sandbox) -> None:
 
 def test_services_are_enabled_and_running(host) -> None:
     _, machine = host
-    for unit in ("iris-backend", "nginx", "certbot.timer"):
+    for unit in ("iris-backend", "iris-backend.socket", "nginx", "certbot.timer"):
         service = machine.service(unit)
         assert service.is_enabled, unit
         assert service.is_running, unit

@@ -5,6 +5,7 @@ automatically, the deploy lock, and the rollback playbook."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 
@@ -80,6 +81,32 @@ def test_cache_entry_survives_a_service_restart(box: Sandbox, target) -> None:
     assert run.rc == 0, run.explain()
     assert cache_files(target) == before
     assert_cache_hit(box, target)  # memory cache is gone: the hit comes from disk
+
+
+def test_requests_through_nginx_during_a_restart_never_fail(box: Sandbox, target) -> None:
+    """The socket unit holds the port while gunicorn restarts: requests wait instead of 502."""
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        deadline = time.monotonic() + 60  # bounded even if the restart hangs
+        while not stop.is_set() and time.monotonic() < deadline and len(statuses) < 2000:
+            statuses.append(https(target, "/api/iris/health", box.pebble_roots, timeout=30).status)
+
+    clients = [threading.Thread(target=keep_asking) for _ in range(3)]
+    for client in clients:
+        client.start()
+    time.sleep(0.5)
+    before_restart = len(statuses)
+    root_run(target, "systemctl restart iris-backend.service")
+    during_restart = len(statuses) - before_restart
+    time.sleep(1)
+    stop.set()
+    for client in clients:
+        client.join()
+    assert during_restart > 0, "no request was in flight while the service restarted"
+    failed = [status for status in statuses if status != 200]
+    assert not failed, f"{len(failed)} of {len(statuses)} requests failed: {sorted(set(failed))}"
 
 
 def test_second_version_deploys_and_keeps_the_cache(box: Sandbox, target) -> None:

@@ -142,6 +142,14 @@ def test_service_unit_follows_the_host_contract(tmp_path: Path) -> None:
         assert line in unit.splitlines(), line
 
 
+def test_service_port_is_held_by_a_socket_unit_across_restarts(tmp_path: Path) -> None:
+    socket_unit = render_role_template(tmp_path, "service", "iris-backend.socket.j2").splitlines()
+    assert "ListenStream=127.0.0.1:8080" in socket_unit
+    assert "WantedBy=sockets.target" in socket_unit
+    service_unit = render_role_template(tmp_path, "service", "iris-backend.service.j2")
+    assert "Requires=iris-backend.socket" in service_unit.splitlines()
+
+
 def test_gunicorn_config_imports_the_package_defaults_first(tmp_path: Path) -> None:
     conf = render_role_template(tmp_path, "service", "gunicorn.conf.py.j2")
     code = [line for line in conf.splitlines() if line and not line.startswith("#")]
