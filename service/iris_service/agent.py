@@ -181,15 +181,15 @@ class Agent:
                 log.error("model client not configured: %s", error)
             return self._client is not None
 
-    def analyze(self, normalized_source: str, language: str, deadline: float) -> ModelAnswer:
-        """One analysis; ``deadline`` is a time.monotonic() value no attempt may run past."""
+    def analyze(self, prompt: str, deadline: float) -> ModelAnswer:
+        """One analysis of a ``build_prompt`` prompt; no attempt may run past ``deadline``
+        (a time.monotonic() value)."""
         import openai
 
         if not self.ensure_ready():
             raise ServiceUnavailable(
                 "Model client is not configured" + (f": {self._error}" if self._error else "")
             )
-        prompt = build_prompt(normalized_source, language)
         attempts = self.settings.model_retries + 1
         last_error: Exception | None = None
         for attempt in range(attempts):

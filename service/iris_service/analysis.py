@@ -177,12 +177,11 @@ class Analyzer:
         }
 
     def _call_model(self, key: str, normalized: str, language: str, deadline: float) -> CacheEntry:
-        prompt_tokens = estimate_tokens(INSTRUCTIONS) + estimate_tokens(
-            build_prompt(normalized, language)
-        )
+        prompt = build_prompt(normalized, language)  # built once: it copies the whole source
+        prompt_tokens = estimate_tokens(INSTRUCTIONS) + estimate_tokens(prompt)
         self.emf.emit("analysis_started", {"TotalPromptTokens": prompt_tokens, "CacheHit": 0})
         try:
-            answer = self.agent.analyze(normalized, language, deadline)
+            answer = self.agent.analyze(prompt, deadline)
             blocks = clean_blocks(answer.blocks, line_count(normalized))
             if not blocks:
                 raise ModelError("Model answer unusable: no valid line ranges")
