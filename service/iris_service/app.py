@@ -7,17 +7,20 @@ import logging
 from flask import Flask
 
 from iris_service import api
+from iris_service._version import __version__
 from iris_service.analysis import Analyzer
 from iris_service.config import Settings
 from iris_service.errors import register_error_handlers
 
+log = logging.getLogger(__name__)
+
 
 def _use_gunicorn_logging() -> None:
-    """Under gunicorn, send our log records to its error log."""
+    """Under gunicorn, write our log records to its error log, in its format (log_format.py)."""
     gunicorn_log = logging.getLogger("gunicorn.error")
     if gunicorn_log.handlers:
         ours = logging.getLogger("iris_service")
-        ours.handlers = gunicorn_log.handlers
+        ours.handlers = list(gunicorn_log.handlers)
         ours.setLevel(gunicorn_log.level)
         ours.propagate = False
 
@@ -42,4 +45,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             allow_headers=["Content-Type", "x-api-key"],
             methods=["GET", "POST", "OPTIONS"],
         )
+    log.info(
+        "iris-service %s ready: env=%s, model=%s, cache=%s",
+        __version__,
+        settings.env,
+        settings.model,
+        settings.cache_dir,
+    )
     return app

@@ -22,6 +22,8 @@ systemd Type=notify: gunicorn's arbiter sends READY=1 itself when NOTIFY_SOCKET 
 
 import os
 
+from iris_service.log_format import ACCESS_MESSAGE_FORMAT
+
 bind = os.environ.get("IRIS_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("IRIS_WORKERS", "2"))
 worker_class = "gthread"
@@ -41,7 +43,10 @@ keepalive = 0
 accesslog = os.environ.get("IRIS_ACCESS_LOG", "-")
 errorlog = os.environ.get("IRIS_ERROR_LOG", "-")
 loglevel = os.environ.get("IRIS_LOG_LEVEL", "info")
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# Both logs start every record with an ISO 8601 UTC timestamp so they can be merged in time
+# order; the formats are a contract (iris_service/log_format.py, docs/design.md).
+logger_class = "iris_service.log_format.IsoTimestampLogger"
+access_log_format = ACCESS_MESSAGE_FORMAT
 preload_app = False
 # The heartbeat file lives in RAM when possible, so a slow disk cannot make workers look dead.
 worker_tmp_dir = (

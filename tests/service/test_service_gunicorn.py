@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from iris_service.log_format import ACCESS_LINE_RE, ERROR_LINE_RE
 from iris_service.ranges import validate_blocks
 from iris_service.source import line_count
 from service_helpers import analyze_body, read_metrics_when, sample_source
@@ -159,12 +160,21 @@ def test_gunicorn_tells_systemd_it_is_ready(gunicorn_factory, tmp_path):
     assert "READY=1" in message.split("\n")
 
 
-def test_logs_go_to_the_configured_files(gunicorn_factory, tmp_path):
+def test_logs_go_to_the_configured_files_in_the_documented_formats(gunicorn_factory, tmp_path):
     server = gunicorn_factory().start()
-    requests.get(server.url + "/api/iris/health", timeout=5)
+    requests.get(server.url + "/api/iris/health", headers={"User-Agent": "probe/1"}, timeout=5)
     server.stop()
-    assert "/api/iris/health" in (tmp_path / "access.log").read_text()
-    assert "Booting worker" in (tmp_path / "error.log").read_text()
+    access = (tmp_path / "access.log").read_text().splitlines()
+    health = [ACCESS_LINE_RE.match(line) for line in access if "/api/iris/health" in line]
+    assert health and all(health), access
+    assert health[-1]["status"] == "200" and health[-1]["agent"] == "probe/1"
+    errors = (tmp_path / "error.log").read_text().splitlines()
+    parsed = [ERROR_LINE_RE.match(line) for line in errors]
+    assert all(parsed), errors  # nothing unparsed: no traceback, every line stamped
+    messages = [match["message"] for match in parsed]
+    assert any(m.startswith("Booting worker") for m in messages)
+    # The service's own application log lines land in the same file, in the same format.
+    assert any(m.startswith("iris-service ") and "ready" in m for m in messages)
 
 
 def test_host_config_can_star_import_and_override(tmp_path):
