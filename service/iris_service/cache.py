@@ -35,6 +35,11 @@ LOCK_DIR = ".locks"
 STALE_AFTER_S = 3600.0
 RESCAN_INTERVAL_S = 300.0
 EVICT_TO_FRACTION = 0.9
+# A direct enforce_limits() waits this long for a running eviction (a full scan of a 1 GiB
+# tier takes well under this) before it gives up loudly.
+EVICT_LOCK_WAIT_S = 60.0
+# Background scan passes per trigger; writes made during a pass can need one more.
+BACKGROUND_SCAN_ROUNDS = 3
 _LOCK_POLL_S = 0.02
 # ``cache clear`` touches this file; workers drop their memory tier when its mtime changes.
 CLEAR_MARKER = ".cleared"
@@ -83,6 +88,20 @@ def valid_key(key: str) -> bool:
     return bool(KEY_RE.match(key))
 
 
+def _try_flock(fd: int, deadline: float | None) -> bool:
+    """Take an exclusive flock on ``fd``: once (``deadline=None``) or polling until then."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if deadline is None or time.monotonic() >= deadline:
+            return False
+        time.sleep(_LOCK_POLL_S)
+
+
 class MemoryCache:
     """Thread-safe LRU of entries, per worker process."""
 
@@ -117,7 +136,9 @@ class DiskCache:
         self.max_bytes = max_bytes
         self._scan_lock = threading.Lock()
         self._last_scan = float("-inf")
-        self._bytes_estimate = 0
+        self._estimate_lock = threading.Lock()
+        self._bytes_estimate = 0  # size of the disk tier as this process last knew it
+        self._bytes_written = 0  # ever written by this process (a scan's reference point)
 
     def path_for(self, key: str) -> Path:
         if not valid_key(key):
@@ -155,7 +176,9 @@ class DiskCache:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        self._bytes_estimate += len(data)
+        with self._estimate_lock:
+            self._bytes_estimate += len(data)
+            self._bytes_written += len(data)
         self._maybe_schedule_scan()
 
     @contextlib.contextmanager
@@ -171,16 +194,8 @@ class DiskCache:
             yield
             return
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as error:
-                    if error.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                if time.monotonic() >= deadline:
-                    raise ModelTimeout("Timed out waiting for the same analysis in progress")
-                time.sleep(_LOCK_POLL_S)
+            if not _try_flock(fd, deadline):
+                raise ModelTimeout("Timed out waiting for the same analysis in progress")
             with contextlib.suppress(OSError):
                 os.utime(fd)  # keeps the stale-lock sweep away from live locks
             yield
@@ -209,56 +224,89 @@ class DiskCache:
         if not due and self._bytes_estimate <= self.max_bytes:
             return
         if not self._scan_lock.acquire(blocking=False):
-            return
+            return  # this worker's scan is running; it re-checks the estimate when done
         self._last_scan = time.monotonic()
         # A scan stats every file; run it beside the request, not inside it.
         threading.Thread(target=self._scan_in_background, daemon=True).start()
 
     def _scan_in_background(self) -> None:
         try:
-            self.enforce_limits()
+            # Writes made while a scan runs are skipped by _maybe_schedule_scan and may be
+            # missing from its listing: go again while the estimate says we are over the cap.
+            for _ in range(BACKGROUND_SCAN_ROUNDS):
+                if self._enforce_limits_unless_busy() is None:
+                    return  # another worker is evicting: it sees our files too
+                if self._bytes_estimate <= self.max_bytes:
+                    return
         except Exception:
             log.exception("cache scan failed")
         finally:
             self._scan_lock.release()
 
-    def enforce_limits(self) -> int:
-        """Drop expired entries, stale lock/tmp files, then least recently used over the cap."""
+    def enforce_limits(self, wait_s: float = EVICT_LOCK_WAIT_S) -> int:
+        """Drop expired entries, stale lock/tmp files, then least recently used over the cap.
+
+        Returns how many entries were removed. When another thread or worker is evicting,
+        waits up to ``wait_s`` for it to finish and then enforces anyway (its view may predate
+        our writes); raises TimeoutError if the lock is still held then, so a direct call never
+        silently does nothing.
+        """
+        with self._evict_lock(time.monotonic() + wait_s) as held:
+            if not held:
+                raise TimeoutError(f"cache eviction lock still held by another after {wait_s} s")
+            return self._evict()
+
+    def _enforce_limits_unless_busy(self) -> int | None:
+        """The opportunistic path: ``None`` (nothing done) when another holder is evicting."""
+        with self._evict_lock(deadline=None) as held:
+            return self._evict() if held else None
+
+    @contextlib.contextmanager
+    def _evict_lock(self, deadline: float | None) -> Iterator[bool]:
+        """flock ``.locks/evict.lock`` (one evictor across workers); yields whether we hold it.
+
+        ``deadline=None`` tries once; otherwise polls until the monotonic ``deadline``.
+        """
         lock_dir = self.root / LOCK_DIR
         lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / "evict.lock", "a") as guard:  # closing releases the flock
+            yield _try_flock(guard.fileno(), deadline)
+
+    def _evict(self) -> int:
+        """Enforce the TTL and the size cap; the caller holds the eviction lock."""
+        lock_dir = self.root / LOCK_DIR
         removed = 0
-        with open(lock_dir / "evict.lock", "a") as guard:
-            try:
-                fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return 0  # another worker is already doing it
-            now = time.time()
-            for stale in [*lock_dir.glob("*.lock"), *self.root.glob("*/.*.tmp")]:
-                if stale.name == "evict.lock":
-                    continue
-                with contextlib.suppress(OSError):
-                    if now - stale.stat().st_mtime > STALE_AFTER_S:
-                        stale.unlink()
-            files = []
-            total = 0
-            for path, stat in self.entry_files():
-                # mtime is refreshed on hits; an entry untouched for longer than the TTL is
-                # certainly expired (created_at <= mtime), so it can go without being read.
-                if now - stat.st_mtime > self.ttl_s:
-                    self._discard(path)
-                    removed += 1
-                    continue
-                files.append((stat.st_mtime, stat.st_size, path))
-                total += stat.st_size
-            if total > self.max_bytes:
-                target = int(self.max_bytes * EVICT_TO_FRACTION)
-                for _mtime, size, path in sorted(files):
-                    if total <= target:
-                        break
-                    self._discard(path)
-                    total -= size
-                    removed += 1
-            self._bytes_estimate = total
+        written_before = self._bytes_written
+        now = time.time()
+        for stale in [*lock_dir.glob("*.lock"), *self.root.glob("*/.*.tmp")]:
+            if stale.name == "evict.lock":
+                continue
+            with contextlib.suppress(OSError):
+                if now - stale.stat().st_mtime > STALE_AFTER_S:
+                    stale.unlink()
+        files = []
+        total = 0
+        for path, stat in self.entry_files():
+            # mtime is refreshed on hits; an entry untouched for longer than the TTL is
+            # certainly expired (created_at <= mtime), so it can go without being read.
+            if now - stat.st_mtime > self.ttl_s:
+                self._discard(path)
+                removed += 1
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+            total += stat.st_size
+        if total > self.max_bytes:
+            target = int(self.max_bytes * EVICT_TO_FRACTION)
+            for _mtime, size, path in sorted(files):
+                if total <= target:
+                    break
+                self._discard(path)
+                total -= size
+                removed += 1
+        with self._estimate_lock:
+            # Bytes this process wrote since the listing began may be missing from it: count
+            # them (perhaps twice, which at worst triggers one more scan).
+            self._bytes_estimate = total + (self._bytes_written - written_before)
         return removed
 
     def clear(self, older_than_s: float | None = None) -> int:
@@ -275,7 +323,8 @@ class DiskCache:
                     continue
             self._discard(path)
             removed += 1
-        self._bytes_estimate = 0
+        with self._estimate_lock:
+            self._bytes_estimate = 0
         self._last_scan = float("-inf")
         if removed:
             self.mark_cleared()

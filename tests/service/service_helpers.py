@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -36,19 +38,11 @@ def numbered(source: str) -> str:
     return "\n".join(f"{n} | {line}" for n, line in enumerate(lines, start=1))
 
 
-def read_metrics_when(path, ready, timeout: float = 10.0) -> dict[str, Any]:
-    """metrics.json once ``ready(counters)`` holds (workers flush it about once a second)."""
-    import json
-    import time
-
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, poll_s: float = 0.02) -> Any:
+    """``condition()``'s first truthy value, polling until ``timeout``; its last value then."""
     end = time.monotonic() + timeout
-    data: dict[str, Any] = {}
-    while time.monotonic() < end:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            data = {}
-        if data and ready(data):
-            return data
-        time.sleep(0.1)
-    return data
+    while True:
+        value = condition()
+        if value or time.monotonic() >= end:
+            return value
+        time.sleep(poll_s)

@@ -1,5 +1,6 @@
 """Cache tiers: durability, corruption, expiry, size cap, single flight."""
 
+import fcntl
 import json
 import os
 import threading
@@ -8,7 +9,7 @@ import time
 import pytest
 from iris_service.cache import AnalysisCache, CacheEntry, DiskCache, MemoryCache
 from iris_service.errors import ModelTimeout
-from service_helpers import analyze_body, sample_source
+from service_helpers import analyze_body, sample_source, wait_until
 
 KEY = "ab" + "0" * 62
 
@@ -94,32 +95,85 @@ def test_hit_marks_entry_recently_used(disk):
     assert path.stat().st_mtime > 1_000_000
 
 
-def test_size_cap_evicts_least_recently_used_first(tmp_path):
-    disk = DiskCache(tmp_path / "cache", ttl_s=10**9, max_bytes=10**9)
+def _ten_entries_with_key_0_most_recently_used(root) -> int:
+    """Write entries 0..9 (oldest use first, then 0 used last); returns one entry's size.
+
+    The writer has no cap of its own, so the background scans its writes start never
+    evict: what the test's own cache removes is all its doing.
+    """
+    writer = DiskCache(root, ttl_s=10**9, max_bytes=10**9)
     for number in range(10):
-        disk.put(entry(key_of(number), payload="x" * 500))
-        os.utime(disk.path_for(key_of(number)), (1_700_000_000 + number,) * 2)
-    os.utime(disk.path_for(key_of(0)), (1_800_000_000,) * 2)  # recently hit
-    size = disk.path_for(key_of(0)).stat().st_size
-    disk.max_bytes = size * 5
+        writer.put(entry(key_of(number), payload="x" * 500))
+        os.utime(writer.path_for(key_of(number)), (1_700_000_000 + number,) * 2)
+    os.utime(writer.path_for(key_of(0)), (1_800_000_000,) * 2)  # recently hit
+    return writer.path_for(key_of(0)).stat().st_size
+
+
+def test_size_cap_evicts_least_recently_used_first(tmp_path):
+    size = _ten_entries_with_key_0_most_recently_used(tmp_path / "cache")
+    disk = DiskCache(tmp_path / "cache", ttl_s=10**9, max_bytes=size * 5)
+    # Evicting goes down to 90 % of the cap: 4.5 entries' worth, so 4 remain.
     removed = disk.enforce_limits()
     remaining = {p.stem for p, _ in disk.entry_files()}
     assert removed == 6
     assert remaining == {key_of(n) for n in (0, 7, 8, 9)}
 
 
+def test_direct_eviction_waits_for_another_evictor_then_evicts(tmp_path):
+    size = _ten_entries_with_key_0_most_recently_used(tmp_path / "cache")
+    disk = DiskCache(tmp_path / "cache", ttl_s=10**9, max_bytes=size * 5)
+    other = wait_until(lambda: _try_to_hold_eviction_lock(tmp_path / "cache"))
+    assert other, "the writer's background scan kept the eviction lock"
+    results = []
+    call = threading.Thread(target=lambda: results.append(disk.enforce_limits()))
+    call.start()
+    try:
+        call.join(timeout=1.0)  # a correct call is still waiting; a broken one returned 0
+        assert call.is_alive() and results == [], f"returned {results} while the lock was held"
+    finally:
+        other.close()
+    call.join(timeout=30)
+    assert results == [6]
+    assert {p.stem for p, _ in disk.entry_files()} == {key_of(n) for n in (0, 7, 8, 9)}
+
+
+def _try_to_hold_eviction_lock(root):
+    """Take the eviction lock as another worker would (None while someone else has it).
+
+    The caller closes the returned file to release the lock.
+    """
+    (root / ".locks").mkdir(parents=True, exist_ok=True)
+    lock = open(root / ".locks" / "evict.lock", "a")  # noqa: SIM115 - released by the caller
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
+def test_direct_eviction_gives_up_loudly_when_the_lock_stays_held(tmp_path):
+    size = _ten_entries_with_key_0_most_recently_used(tmp_path / "cache")
+    disk = DiskCache(tmp_path / "cache", ttl_s=10**9, max_bytes=size * 5)
+    other = wait_until(lambda: _try_to_hold_eviction_lock(tmp_path / "cache"))
+    try:
+        with pytest.raises(TimeoutError):
+            disk.enforce_limits(wait_s=0.2)
+    finally:
+        other.close()
+    assert len(list(disk.entry_files())) == 10
+
+
 def test_write_over_the_cap_triggers_eviction(tmp_path):
     disk = DiskCache(tmp_path / "cache", ttl_s=10**9, max_bytes=2000)
     for number in range(20):
         disk.put(entry(key_of(number), payload="x" * 300))
-        time.sleep(0.01)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        total = sum(stat.st_size for _p, stat in disk.entry_files())
-        if total <= 2000:
-            break
-        time.sleep(0.05)
-    assert sum(stat.st_size for _p, stat in disk.entry_files()) <= 2000
+
+    def total_bytes():
+        return sum(stat.st_size for _p, stat in disk.entry_files())
+
+    # Writes made while a background scan ran are picked up by its next round.
+    assert wait_until(lambda: total_bytes() <= 2000), total_bytes()
 
 
 def test_clear_older_than_keeps_recent_entries(disk):
@@ -218,6 +272,5 @@ def test_workers_forget_their_memory_tier_after_a_clear(tmp_path):
     cache.store(entry())
     assert cache.lookup(KEY) is not None
     admin_view = DiskCache(tmp_path / "c", 3600, 10**9)  # the admin tool, another process
-    time.sleep(0.01)  # a distinct mtime for the marker
     assert admin_view.clear() == 1
     assert cache.lookup(KEY) is None
