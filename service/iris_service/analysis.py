@@ -116,7 +116,7 @@ class Analyzer:
             settings,
             Agent(settings),
             build_cache(settings),
-            CacheMetrics(settings.metrics_file, settings.metrics_flush_s),
+            CacheMetrics(settings.metrics_file),
             EmfEmitter(settings),
         )
 

@@ -50,7 +50,6 @@ class Settings:
     price_output_per_m: float = 0.40
     emf_endpoint: str = "tcp://127.0.0.1:25888"
     emf_file: Path | None = None
-    metrics_flush_s: float = 1.0
 
     @property
     def is_prod(self) -> bool:
@@ -127,5 +126,4 @@ class Settings:
             price_output_per_m=number("IRIS_PRICE_OUTPUT_PER_M", 0.40),
             emf_endpoint=text("IRIS_EMF_ENDPOINT", "tcp://127.0.0.1:25888"),
             emf_file=Path(emf_file) if emf_file else None,
-            metrics_flush_s=number("IRIS_METRICS_FLUSH_S", 1.0),
         )

@@ -1,23 +1,28 @@
 """Cache metrics in ``${IRIS_CACHE_DIR}/metrics.json``: counters shared by every worker.
 
-Each update is a read-modify-write under an flock on a side lock file, written atomically
-(tmp file + os.replace), so readers never see half a file and no worker's count is lost. The
-file holds counters only, so its size does not grow with traffic.
+Every request's counts are in the file before its response is sent, so ``cache stats`` read
+right after N answered requests counts exactly N, whichever worker served them.
 
-A worker adds its counts up in memory and writes them at most once per ``flush_interval_s``
-(and at exit): replacing a file on ext4 forces its data to disk (auto_da_alloc), which cost
-~0.3 ms per request and halved cache-hit throughput when done on every request.
+The file is updated in place: under an exclusive flock on the file itself, read it, add,
+write the new JSON over it from offset 0 (padded with spaces to at least the old length, so
+no stale byte is left and no truncate is needed). Readers take a shared flock, so they never
+see half an update, and no worker's count is lost. Not replacing the file (tmp + rename) is
+what makes this cheap enough for every request: on ext4 a rename over an existing file
+forces the new data out to disk (auto_da_alloc): measured ~375 us per update, which halved
+cache-hit throughput; the in-place update measured 35-45 us (open, flock, pread, JSON in and
+out, pwrite, close). The price: a power cut in the middle of a write can leave a torn file,
+which reads as zeros and restarts counting; these counters are operational, not billing.
+The file holds counters only, so its size does not grow with traffic.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import json
 import logging
 import os
-import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ COUNTERS = (
     "cost_spent_usd",
     "cost_saved_usd",
 )
+_MAX_FILE_BYTES = 64 * 1024  # far above the ~400 bytes of counters; bounds a bad file's read
 
 
 def _now_iso() -> str:
@@ -49,84 +55,73 @@ def _with_derived(counters: dict[str, Any]) -> dict[str, Any]:
     return counters
 
 
+def _parse(raw: bytes) -> dict[str, Any]:
+    """Counters from the file's bytes (zeros when empty or unreadable)."""
+    counters: dict[str, Any] = {name: 0 for name in COUNTERS}
+    counters["since"] = None
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        data = {}
+    if isinstance(data, dict):
+        for name in COUNTERS:
+            value = data.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                counters[name] = value
+        counters["since"] = data.get("since")
+        counters["updated_at"] = data.get("updated_at")
+    return _with_derived(counters)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, flags: int, lock: int) -> Iterator[int]:
+    fd = os.open(path, flags, 0o640)
+    try:
+        fcntl.flock(fd, lock)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 class CacheMetrics:
-    def __init__(self, path: Path, flush_interval_s: float = 0.0) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.flush_interval_s = flush_interval_s
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
-        self._thread_lock = threading.Lock()
-        self._pending: dict[str, float] = {}
-        self._timer: threading.Timer | None = None
-        self._exit_hook = False
 
     def read(self) -> dict[str, Any]:
         """Current counters (zeros when the file is missing or unreadable)."""
-        counters: dict[str, Any] = {name: 0 for name in COUNTERS}
-        counters["since"] = None
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            data = {}
-        if isinstance(data, dict):
-            for name in COUNTERS:
-                value = data.get(name)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    counters[name] = value
-            counters["since"] = data.get("since")
-            counters["updated_at"] = data.get("updated_at")
-        return _with_derived(counters)
+            # Read-only open: the admin tool must not create files it may not own.
+            with _locked(self.path, os.O_RDONLY, fcntl.LOCK_SH) as fd:
+                raw = os.pread(fd, _MAX_FILE_BYTES, 0)
+        except OSError:
+            raw = b""
+        return _parse(raw)
 
     def add(self, **deltas: float) -> None:
-        """Add to counters; never raises (metrics must not fail a request)."""
+        """Add to counters; never raises for I/O (metrics must not fail a request)."""
         unknown = set(deltas) - set(COUNTERS)
         if unknown:
             raise ValueError(f"unknown counters: {sorted(unknown)}")
-        if self.flush_interval_s <= 0:
-            self._write(deltas)
-            return
-        with self._thread_lock:
-            for name, value in deltas.items():
-                self._pending[name] = self._pending.get(name, 0) + value
-            if self._timer is None:
-                # Started on first use, so a timer never crosses a fork.
-                self._timer = threading.Timer(self.flush_interval_s, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
-            if not self._exit_hook:
-                atexit.register(self.flush)
-                self._exit_hook = True
-
-    def flush(self) -> None:
-        """Write the counts gathered in memory (no-op when there are none)."""
-        with self._thread_lock:
-            pending, self._pending = self._pending, {}
-            self._timer = None
-        if pending:
-            self._write(pending)
-
-    def _write(self, deltas: dict[str, float]) -> None:
         try:
             self._add(deltas)
         except OSError as error:
             log.warning("cannot update %s: %s", self.path, error)
 
     def _add(self, deltas: dict[str, float]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
-            counters = self.read()
+        if not self.path.parent.is_dir():  # once per process at most; not worth a syscall more
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.path, os.O_RDWR | os.O_CREAT, fcntl.LOCK_EX) as fd:
+            old = os.pread(fd, _MAX_FILE_BYTES, 0)
+            counters = _parse(old)
             for name, value in deltas.items():
                 counters[name] += value
             counters["since"] = counters["since"] or _now_iso()
             counters["updated_at"] = _now_iso()
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            try:
-                tmp.write_text(json.dumps(_with_derived(counters), indent=2, sort_keys=True))
-                os.replace(tmp, self.path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise
+            # One line: json's C encoder is only used without indent (3x faster here).
+            new = json.dumps(_with_derived(counters), sort_keys=True) + "\n"
+            os.pwrite(fd, new.encode().ljust(len(old)), 0)
+            if os.fstat(fd).st_size > _MAX_FILE_BYTES:  # junk beyond what we read and padded
+                os.ftruncate(fd, len(new))
 
     def record_hit(self, cost_saved_usd: float) -> None:
         self.add(hits=1, cost_saved_usd=cost_saved_usd)

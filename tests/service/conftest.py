@@ -52,7 +52,6 @@ def settings(tmp_path: Path, standin: StandinHandle) -> Settings:
         model_timeout_s=10.0,
         model_retries=0,
         request_deadline_s=20.0,
-        metrics_flush_s=0.0,  # write metrics.json on every request: tests read it right away
     )
 
 

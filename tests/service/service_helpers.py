@@ -46,17 +46,3 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, poll_s: floa
         if value or time.monotonic() >= end:
             return value
         time.sleep(poll_s)
-
-
-def read_metrics_when(path, ready, timeout: float = 10.0) -> dict[str, Any]:
-    """metrics.json once ``ready(counters)`` holds (workers flush it about once a second)."""
-    import json
-
-    def counters() -> dict[str, Any]:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if data and ready(data) else {}
-
-    return wait_until(counters, timeout)

@@ -7,13 +7,15 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 from iris_service.log_format import ACCESS_LINE_RE, ERROR_LINE_RE
+from iris_service.metrics import CacheMetrics
 from iris_service.ranges import validate_blocks
 from iris_service.source import line_count
-from service_helpers import analyze_body, read_metrics_when, sample_source
+from service_helpers import analyze_body, sample_source
 
 
 def test_health_and_analysis_under_gunicorn(gunicorn_factory, standin):
@@ -43,9 +45,7 @@ def test_identical_concurrent_requests_cost_one_model_call(gunicorn_factory, sta
     assert standin.calls() == 1
     assert sorted(r.json()["metadata"]["cache_hit"] for r in responses) == [0] + [1] * 7
     assert len({json.dumps(r.json()["responsibility_blocks"]) for r in responses}) == 1
-    metrics = read_metrics_when(
-        server.log_dir / "iris" / "metrics.json", lambda m: m["hits"] + m["misses"] >= 8
-    )
+    metrics = CacheMetrics(server.log_dir / "iris" / "metrics.json").read()  # no waiting
     assert (metrics["hits"], metrics["misses"], metrics["model_calls"]) == (7, 1, 1)
 
 
@@ -58,14 +58,36 @@ def test_distinct_concurrent_requests_and_metrics_file(gunicorn_factory, standin
         responses = list(pool.map(server.post, bodies))
     assert all(r.status_code == 200 for r in responses)
     assert standin.calls() == 6
-    metrics = read_metrics_when(
-        server.log_dir / "iris" / "metrics.json", lambda m: m["hits"] + m["misses"] >= 18
-    )
+    metrics = CacheMetrics(server.log_dir / "iris" / "metrics.json").read()  # no waiting
     assert metrics["hits"] + metrics["misses"] == 18
     assert metrics["model_calls"] == 6 and metrics["misses"] == 6
     emf_lines = (server.log_dir / "emf.log").read_text().splitlines()
     assert len(emf_lines) == 18 * 3  # requested, started, completed per request
     assert all(json.loads(line)["_aws"] for line in emf_lines)
+
+
+def test_cache_stats_count_every_answered_request_at_once(gunicorn_factory, standin):
+    """The admin tool, run the moment the last answer arrives, counts every request."""
+    server = gunicorn_factory(IRIS_WORKERS="3", IRIS_THREADS="4").start()
+    distinct = [analyze_body(sample_source(f"s{n}")) for n in range(5)]
+    bodies = distinct + distinct * 4  # 5 misses first, then 20 hits spread over the workers
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(server.post, distinct))
+        rest = list(pool.map(server.post, bodies[len(distinct) :]))
+    assert [r.status_code for r in first + rest] == [200] * len(bodies)
+    admin = subprocess.run(
+        [str(Path(sys.executable).with_name("iris-service-admin")), "cache", "stats"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert admin.returncode == 0, admin.stderr
+    stats = json.loads(admin.stdout)
+    assert stats["hits"] + stats["misses"] == len(bodies)
+    assert (stats["hits"], stats["misses"], stats["model_calls"]) == (20, 5, 5)
+    assert stats["entries"] == 5 and stats["hit_rate"] == 0.8
+    assert stats["output_tokens"] > 0 and stats["cost_saved_usd"] > 0
 
 
 def test_health_and_cache_hits_answer_while_slow_analyses_are_in_flight(gunicorn_factory, standin):
@@ -93,7 +115,6 @@ def test_cache_survives_a_restart(gunicorn_factory, standin):
     body = analyze_body(sample_source())
     assert server.post(body).json()["metadata"]["cache_hit"] == 0
     server.stop()
-    # Counts still held in memory are written when a worker exits.
     metrics = json.loads((server.log_dir / "iris" / "metrics.json").read_text())
     assert (metrics["misses"], metrics["model_calls"]) == (1, 1)
     server.start()

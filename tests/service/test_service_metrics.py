@@ -42,6 +42,14 @@ def test_several_processes_lose_no_update(tmp_path):
     assert abs(data["cost_saved_usd"] - 100.0) < 1e-6
 
 
+def test_counts_are_in_the_file_as_soon_as_add_returns(tmp_path):
+    path = tmp_path / "metrics.json"
+    metrics = CacheMetrics(path)
+    for count in range(1, 4):
+        metrics.record_hit(0.1)
+        assert CacheMetrics(path).read()["hits"] == count  # another process's view
+
+
 def test_file_size_does_not_grow_with_traffic(tmp_path):
     metrics = CacheMetrics(tmp_path / "metrics.json")
     metrics.record_hit(0.1)
@@ -81,29 +89,35 @@ def test_cached_tokens_from_usage_are_counted_and_priced(client, settings):
     assert abs(meta["estimated_cost_usd"] - expected) < 1e-9
 
 
-def test_batched_counts_are_written_by_flush_and_by_the_timer(tmp_path):
-    from service_helpers import read_metrics_when
+def _hits_and_misses_together(path: str, rounds: int) -> None:
+    metrics = CacheMetrics(path)
+    for _ in range(rounds):
+        metrics.add(hits=1, misses=1)  # one update: a reader must never see them differ
 
+
+def test_readers_never_see_half_an_update(tmp_path):
     path = tmp_path / "metrics.json"
-    metrics = CacheMetrics(path, flush_interval_s=0.2)
-    for _ in range(5):
-        metrics.record_hit(0.1)
-    metrics.flush()
-    assert json.loads(path.read_text())["hits"] == 5
-    metrics.record_model_call(1, 0, 1, 0.5)
-    assert read_metrics_when(path, lambda m: m["misses"] == 1)["hits"] == 5
+    context = multiprocessing.get_context("fork")
+    writers = [
+        context.Process(target=_hits_and_misses_together, args=(str(path), 1000)) for _ in range(3)
+    ]
+    for writer in writers:
+        writer.start()
+    reader = CacheMetrics(path)
+    seen = []
+    while any(writer.is_alive() for writer in writers):
+        counters = reader.read()
+        seen.append((counters["hits"], counters["misses"]))
+    for writer in writers:
+        writer.join()
+    assert all(hits == misses for hits, misses in seen), [p for p in seen if p[0] != p[1]][:5]
+    assert reader.read()["hits"] == 3000
 
 
-def _batched_worker(path: str) -> None:
-    metrics = CacheMetrics(path, flush_interval_s=60)
-    for _ in range(25):
-        metrics.record_hit(0.0)
-    # no explicit flush: the exit hook must write the counts
-
-
-def test_batched_counts_are_written_at_exit(tmp_path):
-    path = str(tmp_path / "metrics.json")
-    process = multiprocessing.get_context("spawn").Process(target=_batched_worker, args=(path,))
-    process.start()
-    process.join()
-    assert CacheMetrics(path).read()["hits"] == 25
+def test_a_file_left_longer_than_the_counters_is_overwritten_cleanly(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"hits": 7}' + " " * 2000 + "junk")
+    metrics = CacheMetrics(path)
+    metrics.record_hit(0.0)  # unreadable: counting restarts, and no junk is left behind
+    metrics.record_hit(0.0)
+    assert json.loads(path.read_text())["hits"] == 2
