@@ -8,7 +8,7 @@ from __future__ import annotations
 import getpass
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,59 +242,6 @@ def health(target: Target, *, public: bool = True, min_cert_days: int = 14) -> d
             }
         )
     return {"healthy": bool(hosts) and all(h["healthy"] for h in hosts), "hosts": hosts}
-
-
-# ----------------------------------------------------------------------------- logs ---
-
-
-def logs(
-    target: Target,
-    *,
-    unit: str = "service",
-    lines: int = 50,
-    since: str | None = None,
-    grep: str | None = None,
-    cursors: dict[str, str] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """The last ``lines`` of one log on each host: {host: {"lines": [...], "cursor": ...}}."""
-    extravars: dict[str, Any] = {"iris_logs_unit": unit, "iris_logs_lines": lines}
-    if since:
-        extravars["iris_logs_since"] = since
-    if grep:
-        extravars["iris_logs_grep"] = grep
-    out: dict[str, dict[str, Any]] = {}
-    # A cursor is per host, so following several hosts runs one play per host.
-    hosts = list(cursors) if cursors else [None]
-    for host in hosts:
-        run_target = target
-        vars_for_host = dict(extravars)
-        if host is not None and cursors:
-            run_target = Target(target.inventory, host, target.verbosity, None, target.ca_bundle)
-            vars_for_host["iris_logs_cursor"] = cursors[host]
-        for name, report in _reports(run_target, "logs", extravars=vars_for_host).items():
-            got, cursor = reports.parse_log_output(report["source"], report["output"])
-            previous = cursors.get(name) if cursors else None
-            out[name] = {"source": report["source"], "lines": got, "cursor": cursor or previous}
-    return out
-
-
-def follow_logs(
-    target: Target, *, interval: float = 2.0, **kwargs: Any
-) -> Iterator[tuple[str, str]]:
-    """(host, line) pairs: the last lines, then new ones, polling the logs play."""
-    first = logs(target, **kwargs)
-    cursors: dict[str, str] = {}
-    for host, data in first.items():
-        cursors[host] = data["cursor"] or ""
-        for line in data["lines"]:
-            yield host, line
-    kwargs.pop("since", None)
-    while True:
-        time.sleep(interval)
-        for host, data in logs(target.quiet(), cursors=cursors, **kwargs).items():
-            cursors[host] = data["cursor"] or cursors[host]
-            for line in data["lines"]:
-                yield host, line
 
 
 # ---------------------------------------------------------------------------- cache ---

@@ -36,6 +36,12 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+def json_line(data: Any) -> None:
+    """One compact JSON object on its own line (JSON Lines), flushed at once for followers."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def error_line(message: str, details: list[str] | None = None) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}")
     for line in details or []:
@@ -196,6 +202,33 @@ def _usd(value: Any) -> str:
 
 def plain(text: str) -> None:
     out.print(escape(text))
+
+
+_SOURCE_STYLE = {"access": "cyan", "error": "yellow", "nginx-access": "blue", "nginx-error": "red"}
+
+
+def log_record(record: dict[str, Any], show_host: bool = False) -> None:
+    """One log record: every physical line tagged with its source (and host), unwrapped."""
+    source = record["source"]
+    style = _SOURCE_STYLE.get(source, "magenta")
+    tag = f"[{style}]{escape(source):<6}[/] [dim]|[/] "
+    if show_host:
+        tag = f"[bold]{escape(record['host'])}[/] " + tag
+    for line in record["line"].split("\n"):
+        out.print(tag + escape(line), soft_wrap=True)
+
+
+def value_text(value: Any) -> str:
+    """A plain value for human output: never a Python repr of a list, dict, None or bool."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(value_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={value_text(v)}" for k, v in value.items())
+    return str(value)
 
 
 def working(message: str) -> Any:

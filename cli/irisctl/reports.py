@@ -5,6 +5,7 @@ Pure functions over strings and dicts: everything here is unit-tested without a 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
@@ -158,17 +159,36 @@ def build_releases(host: str, raw: dict[str, Any]) -> dict[str, Any]:
     return {"host": host, "current": current, "releases": releases}
 
 
-def parse_log_output(source: str, output: str) -> tuple[list[str], str | None]:
-    """Split a logs.yml report into log lines and the cursor to continue from."""
-    lines = output.splitlines()
-    cursor = None
-    if source == "journal":
-        if lines and lines[-1].startswith("-- cursor: "):
-            cursor = lines.pop()[len("-- cursor: ") :]
-        lines = [line for line in lines if line != "-- No entries --"]
-    elif lines:
-        cursor = lines.pop(0).strip()
-    return lines, cursor
+def parse_log_record(text: str) -> dict[str, Any] | None:
+    """One JSON line of ``playbooks/files/iris_logs.py`` -> {source, time, line}, or None
+    for anything else on its output (a terminal's stray text, an empty line)."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("line"), str):
+        return None
+    return {"source": str(raw.get("source") or "-"), "time": raw.get("time"), "line": raw["line"]}
+
+
+def parse_log_records(output: str) -> list[dict[str, Any]]:
+    """Every record in the reader's output, in the order written."""
+    return [r for r in map(parse_log_record, output.splitlines()) if r is not None]
+
+
+def merge_log_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of several hosts in time order (ISO 8601 UTC times sort as text); a record
+    without a time keeps the time of the one before it on its host."""
+    keyed = []
+    last: dict[str, str] = {}
+    for index, record in enumerate(records):
+        moment = record.get("time") or last.get(record["host"], "")
+        last[record["host"]] = moment
+        keyed.append((moment, index, record))
+    return [record for _moment, _index, record in sorted(keyed, key=lambda k: k[:2])]
 
 
 def health_checks(

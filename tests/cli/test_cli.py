@@ -181,7 +181,7 @@ def test_play_failure_is_one_line_naming_task_and_host(invoke, local_inventory) 
     assert result.exit_code == 1
     first = result.stderr.strip().splitlines()[0]
     assert first == (
-        "error: logs failed on local-1 at task 'Read the log file': "
+        "error: logs failed on local-1 at task 'Read the logs': "
         "non-zero return code 3: no log file /var/log/iris/access.log on this host"
     )
     no_traceback(result)

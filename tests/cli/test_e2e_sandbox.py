@@ -6,10 +6,15 @@ restart, logs, cache after real analyses, cache clear, health healthy then unhea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,20 @@ class Sandbox:
         from irisctl.sandbox.hosts import ssh_command
 
         subprocess.run([*ssh_command(self.host, "root"), command], check=True, timeout=60)
+
+    def irisctl_ok(self, *args: str) -> list[str]:
+        done = self.irisctl(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    def wait_until_no_reader(self, timeout: float = 30) -> None:
+        from irisctl.sandbox.hosts import ssh_command
+
+        deadline = time.monotonic() + timeout
+        argv = [*ssh_command(self.host, "root"), "pgrep -f 'iris_log[s].py' || true"]
+        while subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.strip():
+            assert time.monotonic() < deadline, "the log reader outlived its ssh session"
+            time.sleep(0.2)
 
     def analyze(self, name: str, source: str) -> dict[str, Any]:
         from irisctl.context import sandbox_ca_bundle
@@ -112,12 +131,44 @@ def test_restart_keeps_the_service_healthy(box: Sandbox) -> None:
     assert box.json("status")["hosts"][0]["service"]["state"] == "active"
 
 
-def test_logs_lines_limits_output(box: Sandbox) -> None:
-    done = box.irisctl("logs", "--lines", "3")
-    assert done.returncode == 0, done.stderr
-    assert 0 < len(done.stdout.splitlines()) <= 3
-    done = box.irisctl("logs", "--unit", "nginx", "--lines", "2", "--since", "1h")
-    assert done.returncode == 0, done.stderr
+def test_logs_show_what_the_service_wrote_by_default(box: Sandbox) -> None:
+    records = [json.loads(line) for line in box.irisctl_ok("logs", "--lines", "3", "--json")]
+    assert 0 < len(records) <= 3
+    assert {r["source"] for r in records} <= {"access", "error"}
+    assert all(r["host"] == box.host.name and r["time"] for r in records), records
+    assert [r["time"] for r in records] == sorted(r["time"] for r in records)
+    journal = box.irisctl_ok("logs", "--unit", "nginx", "--lines", "2", "--since", "1h", "--json")
+    assert all(json.loads(line)["source"] == "nginx.service" for line in journal)
+
+
+def test_logs_follow_streams_new_requests_and_stops_on_sigterm(box: Sandbox) -> None:
+    follow = subprocess.Popen(
+        [IRISCTL, "logs", "--follow", "--json", "--lines", "0", "--grep", "health"],
+        env=box.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in follow.stdout], daemon=True).start()
+        deadline = time.monotonic() + 120
+        record = None
+        while record is None:  # request until the follow, once connected, shows one
+            assert time.monotonic() < deadline and follow.poll() is None, follow.stderr.read()
+            box.ssh("curl -s -o /dev/null http://127.0.0.1:8080/api/iris/health")
+            with contextlib.suppress(queue.Empty):
+                record = json.loads(lines.get(timeout=2))
+        assert record["source"] == "access" and "/api/iris/health" in record["line"]
+        started = time.monotonic()
+        follow.send_signal(signal.SIGTERM)
+        assert follow.wait(timeout=10) == 143
+        assert time.monotonic() - started < 1.0
+    finally:
+        follow.kill()
+        follow.wait()
+    # nothing left on the host either: the reader ends with its ssh session
+    box.wait_until_no_reader()
 
 
 def test_deploy_lock_names_holder_and_can_be_released(box: Sandbox) -> None:

@@ -90,13 +90,6 @@ def test_build_releases_newest_first_with_current_marked() -> None:
     assert data["releases"][1]["age_seconds"] == 7200
 
 
-def test_parse_log_output_splits_cursor() -> None:
-    lines, cursor = reports.parse_log_output("journal", "a\nb\n-- cursor: s=abc")
-    assert (lines, cursor) == (["a", "b"], "s=abc")
-    lines, cursor = reports.parse_log_output("/var/log/iris/access.log", "12\nx\ny")
-    assert (lines, cursor) == (["x", "y"], "12")
-
-
 def test_health_checks_flag_each_failure() -> None:
     raw = {
         "units": UNITS,

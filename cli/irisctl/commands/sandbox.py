@@ -57,16 +57,14 @@ def _show(info: Any, as_json: bool) -> None:
     if not data:
         render.plain("no sandbox running")
         return
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key == "hosts" and isinstance(value, list):
-                value = ", ".join(
-                    f"{h.get('name')} ({h.get('ip')})" if isinstance(h, dict) else str(h)
-                    for h in value
-                )
-            render.plain(f"{key:18} {value}")
-    else:
-        render.plain(str(data))
+    for key, value in data.items():
+        if key == "hosts":
+            value = ", ".join(f"{h['name']} ({h['ip']})" for h in value)
+        if key == "notes":
+            for note in value:  # none: nothing to say
+                render.plain(f"{'note':18} {note}")
+            continue
+        render.plain(f"{key:18} {render.value_text(value)}")
 
 
 @click.group("sandbox", epilog=EXIT_CODES_HELP)
@@ -93,7 +91,7 @@ def up(count: int, as_json: bool) -> None:
     \b
     Examples:
       irisctl sandbox up
-      irisctl sandbox up --hosts 2
+      irisctl sandbox up --hosts 2 --json
     """
     stack = _stack()
     render.step(f"bringing up {count} sandbox host(s)")
@@ -102,16 +100,21 @@ def up(count: int, as_json: bool) -> None:
 
 
 @command.command("down", epilog=EXIT_CODES_HELP)
-def down() -> None:
+@json_option
+def down(as_json: bool) -> None:
     """Remove the sandbox hosts and their services.
 
     \b
     Examples:
       irisctl sandbox down
+      irisctl sandbox down --json
     """
     stack = _stack()
     _call(stack.sandbox_down)
-    render.plain("sandbox removed")
+    if as_json:
+        render.emit_json({"removed": True})
+    else:
+        render.plain("sandbox removed")
 
 
 @command.command("status", epilog=EXIT_CODES_HELP)
