@@ -17,6 +17,8 @@ SUPPORTED_LANGUAGES = frozenset(
 # request, retries included, must answer before that with a JSON error of its own.
 PROXY_TIMEOUT_S = 120.0
 MAX_REQUEST_DEADLINE_S = PROXY_TIMEOUT_S - 5.0
+# Anything else is refused: a typo such as "production" must not quietly mean dev (open access).
+ENVIRONMENTS = ("dev", "prod")
 
 
 def _split_csv(value: str | None) -> tuple[str, ...]:
@@ -69,7 +71,10 @@ class Settings:
 
     @property
     def auth_misconfigured(self) -> bool:
-        """Production without a client key must never fall back to open access."""
+        """Production without a client key must never fall back to open access.
+
+        from_env() refuses this outright; the check stays for settings built in code.
+        """
         return self.is_prod and not self.api_keys
 
     def with_changes(self, **changes: object) -> Settings:
@@ -95,6 +100,12 @@ class Settings:
                 raise ConfigError(f"{name} must be >= {minimum}, got {raw!r}")
             return value
 
+        iris_env = env.get("IRIS_ENV", "").strip() or "dev"
+        if iris_env not in ENVIRONMENTS:
+            raise ConfigError(f"IRIS_ENV={iris_env!r} is not one of {', '.join(ENVIRONMENTS)}")
+        api_keys = _split_csv(env.get("IRIS_API_KEY"))
+        if iris_env == "prod" and not api_keys:
+            raise ConfigError("IRIS_ENV=prod needs IRIS_API_KEY (the accepted client keys)")
         deadline = number("IRIS_REQUEST_DEADLINE_S", 100.0, minimum=1)
         if deadline > MAX_REQUEST_DEADLINE_S:
             raise ConfigError(
@@ -103,8 +114,8 @@ class Settings:
             )
         emf_file = env.get("IRIS_EMF_FILE", "").strip()
         return cls(
-            env=text("IRIS_ENV", "dev").lower(),
-            api_keys=_split_csv(env.get("IRIS_API_KEY")),
+            env=iris_env,
+            api_keys=api_keys,
             cache_dir=Path(text("IRIS_CACHE_DIR", ".iris")),
             memory_cache_entries=int(number("IRIS_MEMORY_CACHE_ENTRIES", 500, int, 1)),
             cache_ttl_days=number("IRIS_CACHE_TTL_DAYS", 30.0),

@@ -23,6 +23,7 @@ systemd Type=notify: gunicorn's arbiter sends READY=1 itself when NOTIFY_SOCKET 
 import os
 
 from iris_service.log_format import ACCESS_MESSAGE_FORMAT
+from iris_service.startup_check import refuse_bad_config
 
 bind = os.environ.get("IRIS_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("IRIS_WORKERS", "2"))
@@ -56,6 +57,10 @@ proc_name = "iris-backend"
 
 
 def on_starting(server):  # gunicorn server hook: server is the Arbiter
-    """Keep worker_connections at threads when a host config overrides only ``threads``."""
+    """Refuse a bad environment before binding; cap worker_connections at threads.
+
+    worker_connections is capped here for a host config that overrides only ``threads``.
+    """
+    refuse_bad_config(server)
     if server.cfg.worker_connections > server.cfg.threads:
         server.cfg.set("worker_connections", server.cfg.threads)

@@ -154,18 +154,20 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    command = (
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:iris_service.gunicorn_conf",
+        "iris_service.wsgi:app",
+    )
+
     def start(self, timeout: float = 30.0) -> Gunicorn:
         self.port = free_port()
         env = {**self.env, "IRIS_BIND": f"127.0.0.1:{self.port}"}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:iris_service.gunicorn_conf",
-                "iris_service.wsgi:app",
-            ],
+            self.command,
             env=env,
             cwd=self.log_dir,
             stdout=subprocess.DEVNULL,
@@ -180,6 +182,19 @@ class Gunicorn:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"gunicorn did not answer:\n{self.error_log()}")
+
+    def run_expecting_exit(self, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Run gunicorn in the foreground until it exits by itself (stderr captured)."""
+        self.port = free_port()
+        return subprocess.run(
+            self.command,
+            env={**self.env, "IRIS_BIND": f"127.0.0.1:{self.port}"},
+            cwd=self.log_dir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

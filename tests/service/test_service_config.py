@@ -46,9 +46,38 @@ def test_environment_overrides():
     assert settings.emf_file == Path("/tmp/emf.log") and settings.price_output_per_m == 1.5
 
 
-def test_prod_without_client_key_is_misconfigured():
-    assert Settings.from_env({"IRIS_ENV": "prod"}).auth_misconfigured
-    assert not Settings.from_env({"IRIS_ENV": "dev"}).auth_misconfigured
+@pytest.mark.parametrize("value", ["production", "Prod", "PROD", "development", "staging"])
+def test_iris_env_accepts_only_its_documented_values(value):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"IRIS_ENV": value, "IRIS_API_KEY": "k"})
+    assert str(raised.value) == f"IRIS_ENV={value!r} is not one of dev, prod"
+
+
+@pytest.mark.parametrize("keys", [None, "", " , "])
+def test_prod_without_client_key_is_refused(keys):
+    environ = {"IRIS_ENV": "prod"} if keys is None else {"IRIS_ENV": "prod", "IRIS_API_KEY": keys}
+    with pytest.raises(ConfigError, match="^IRIS_ENV=prod needs IRIS_API_KEY"):
+        Settings.from_env(environ)
+
+
+def test_dev_is_the_default_and_prod_with_a_key_is_accepted():
+    assert Settings.from_env({"IRIS_ENV": ""}).env == "dev"
+    assert Settings.from_env({"IRIS_ENV": " dev "}).env == "dev"
+    prod = Settings.from_env({"IRIS_ENV": "prod", "IRIS_API_KEY": "k"})
+    assert prod.is_prod and not prod.auth_misconfigured
+
+
+def test_settings_built_in_code_still_flag_prod_without_a_key():
+    assert Settings(env="prod", api_keys=()).auth_misconfigured
+
+
+def test_startup_check_names_the_problem_or_nothing():
+    from iris_service.startup_check import config_problem
+
+    assert config_problem({"IRIS_ENV": "prod", "IRIS_API_KEY": "k"}) is None
+    assert config_problem({"IRIS_ENV": "production"}) == (
+        "IRIS_ENV='production' is not one of dev, prod"
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from iris_service.log_format import ACCESS_LINE_RE, ERROR_LINE_RE
 from iris_service.metrics import CacheMetrics
 from iris_service.ranges import validate_blocks
 from iris_service.source import line_count
+from iris_service.startup_check import EXIT_BAD_CONFIG
 from service_helpers import analyze_body, sample_source
 
 
@@ -160,11 +161,31 @@ def test_model_timeout_under_gunicorn_is_504(gunicorn_factory):
     assert response.json()["success"] is False
 
 
-def test_prod_without_client_key_fails_health(gunicorn_factory):
-    server = gunicorn_factory(IRIS_ENV="prod", IRIS_API_KEY="").start()
-    health = requests.get(server.url + "/api/iris/health", timeout=5)
-    assert health.status_code == 503 and health.json()["status"] != "ok"
-    assert requests.post(server.url + "/api/iris/analyze", json={}, timeout=5).status_code == 503
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"IRIS_ENV": "production"}, "IRIS_ENV='production' is not one of dev, prod"),
+        ({"IRIS_ENV": "prod", "IRIS_API_KEY": ""}, "IRIS_ENV=prod needs IRIS_API_KEY"),
+        ({"IRIS_MODEL_RETRIES": "many"}, "IRIS_MODEL_RETRIES must be a number"),
+    ],
+)
+def test_bad_environment_stops_gunicorn_with_one_clear_line(gunicorn_factory, overrides, reason):
+    server = gunicorn_factory(**overrides)
+    result = server.run_expecting_exit()
+    assert result.returncode == EXIT_BAD_CONFIG
+    errors = [line for line in server.error_log().splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and f"refusing to start: {reason}" in errors[0], errors
+    assert "Traceback" not in server.error_log() and "Booting worker" not in server.error_log()
+    # The error log is a file here (as on hosts): the journal gets the same single line.
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"iris-backend: {errors[0].split('] ', 2)[2]}"
+    ]
+
+
+def test_prod_with_a_client_key_starts(gunicorn_factory):
+    server = gunicorn_factory(IRIS_ENV="prod").start()
+    assert requests.get(server.url + "/api/iris/health", timeout=5).status_code == 200
+    assert requests.post(server.url + "/api/iris/analyze", json={}, timeout=5).status_code == 401
 
 
 def test_gunicorn_tells_systemd_it_is_ready(gunicorn_factory, tmp_path):
