@@ -9,6 +9,7 @@ from flask import Flask
 from iris_service import api
 from iris_service._version import __version__
 from iris_service.analysis import Analyzer
+from iris_service.body_drain import DiscardUnreadBody
 from iris_service.config import Settings
 from iris_service.errors import register_error_handlers
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     service.agent.ensure_ready()  # fetch the OpenAI key now; health reports a failure
     register_error_handlers(app)
     app.register_blueprint(api.bp)
+    app.wsgi_app = DiscardUnreadBody(app.wsgi_app)  # type: ignore[method-assign]
     if settings.cors_origins:
         from flask_cors import CORS
 

@@ -262,3 +262,42 @@ def test_a_worker_accepts_no_more_connections_than_it_has_threads():
     cfg.set("worker_connections", conf.worker_connections)
     conf.on_starting(SimpleNamespace(cfg=cfg))
     assert cfg.worker_connections == 6
+
+
+def _raw_post(port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    """POST like nginx does: the whole body first, then read the answer until the close."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = (
+        f"POST /api/iris/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.socket() as sock:
+        # A small send buffer keeps most of the body in flight until the server reads it, as
+        # on a real host; a large loopback buffer could swallow 3 MB and hide an early close.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(request + body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("key_is_valid", [True, False])
+def test_body_over_the_limit_is_read_before_the_413_so_a_proxy_gets_the_answer(
+    gunicorn_factory, key_is_valid
+):
+    server = gunicorn_factory().start()  # the default 2 MiB limit
+    body = json.dumps(analyze_body("x" * 3_000_000)).encode()
+    api_key = server.env["IRIS_API_KEY"] if key_is_valid else "wrong-key"
+    headers = {"Content-Type": "application/json", "x-api-key": api_key}
+    raw = _raw_post(server.port, body, headers)  # an early close raises BrokenPipe/Reset here
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n")[0]
+    if key_is_valid:
+        assert status == b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE", head
+        assert json.loads(payload) == {"success": False, "error": "Request body too large"}
+    else:  # refused before the body was wanted: still read, so still answered
+        assert status == b"HTTP/1.1 401 UNAUTHORIZED", head
+        assert json.loads(payload)["success"] is False
