@@ -191,7 +191,7 @@ def test_concurrent_threads_compute_once(tmp_path):
 
     def compute():
         calls.append(1)
-        time.sleep(0.3)
+        time.sleep(0.3)  # a slow analysis, so the other threads arrive while it runs
         return entry()
 
     results = []

@@ -16,7 +16,7 @@ from iris_service.metrics import CacheMetrics
 from iris_service.ranges import validate_blocks
 from iris_service.source import line_count
 from iris_service.startup_check import EXIT_BAD_CONFIG
-from service_helpers import analyze_body, sample_source
+from service_helpers import analyze_body, sample_source, wait_until
 
 
 def test_health_and_analysis_under_gunicorn(gunicorn_factory, standin):
@@ -99,8 +99,8 @@ def test_health_and_cache_hits_answer_while_slow_analyses_are_in_flight(gunicorn
     pool = ThreadPoolExecutor(4)
     slow = [pool.submit(server.post, analyze_body(sample_source(f"slow{n}"))) for n in range(4)]
     try:
-        while standin.calls() < 5:  # all four slow analyses have reached the model
-            threading.Event().wait(0.05)
+        # All four slow analyses have reached the model (and wait there 4 s).
+        assert wait_until(lambda: standin.calls() >= 5, timeout=30), standin.calls()
         health = requests.get(server.url + "/api/iris/health", timeout=10)
         hit = server.post(cached)
         assert not any(future.done() for future in slow)
