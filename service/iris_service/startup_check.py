@@ -7,8 +7,10 @@ every worker dying with a traceback while gunicorn restarts it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 # sysexits.h EX_CONFIG; systemd shows it as status=78/CONFIG.
 EXIT_BAD_CONFIG = 78
@@ -38,3 +40,36 @@ def refuse_bad_config(server) -> None:
         # The error log is a file on hosts; the journal (systemd's view) gets the line too.
         print(f"iris-backend: {line}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_CONFIG)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a systemd EnvironmentFile as the host role writes it (``NAME="value"``
+    lines, ``#`` comments)."""
+    env: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        env[name.strip()] = value
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m iris_service.startup_check --env-file PATH``: would the service start with
+    this environment file? The host role runs it on a new env file before installing it."""
+    parser = argparse.ArgumentParser(prog="python -m iris_service.startup_check")
+    parser.add_argument("--env-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+    problem = config_problem(read_env_file(args.env_file))
+    if problem is None:
+        return 0
+    print(f"the service would refuse this environment: {problem}", file=sys.stderr)
+    return EXIT_BAD_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -97,3 +97,31 @@ def test_bad_values_are_refused_at_start(name, value):
 def test_keys_are_not_in_the_repr():
     settings = Settings.from_env({"IRIS_API_KEY": "client-secret", "OPENAI_API_KEY": "sk-x"})
     assert "client-secret" not in repr(settings) and "sk-x" not in repr(settings)
+
+
+def test_env_file_check_accepts_what_the_host_role_writes_and_refuses_a_typo(tmp_path):
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.env"
+    good.write_text('# managed\nIRIS_ENV="prod"\nIRIS_API_KEY="k1,k2"\nIRIS_CACHE_DIR="/var/x"\n')
+    bad = tmp_path / "bad.env"
+    bad.write_text('IRIS_ENV="production"\nIRIS_API_KEY="k1"\n')
+    keyless = tmp_path / "keyless.env"
+    keyless.write_text('IRIS_ENV="prod"\n')
+
+    def check(path):
+        return subprocess.run(
+            [sys.executable, "-m", "iris_service.startup_check", "--env-file", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert check(good).returncode == 0
+    refused = check(bad)
+    assert refused.returncode == 78
+    assert refused.stderr.strip().splitlines() == [
+        "the service would refuse this environment: IRIS_ENV='production' is not one of dev, prod"
+    ]
+    assert "IRIS_API_KEY" in check(keyless).stderr
