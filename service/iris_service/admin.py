@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from iris_service.analysis import key_for
-from iris_service.cache import CacheEntry, DiskCache, valid_key
+from iris_service.cache import CacheEntry, DiskCache
+from iris_service.cache_key import key_for, valid_key
 from iris_service.config import SUPPORTED_LANGUAGES, Settings
 from iris_service.metrics import CacheMetrics
 from iris_service.source import normalize_source

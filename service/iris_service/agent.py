@@ -1,8 +1,8 @@
-"""The model call: one OpenAI Responses API request with strict structured output."""
+"""The model call's transport: the OpenAI client, one Responses API request per attempt,
+retries and deadlines. What is asked and what is accepted back is ``model_contract``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -12,55 +12,16 @@ from typing import Any
 
 from iris_service.config import Settings
 from iris_service.errors import ModelError, ModelTimeout, ServiceUnavailable
+from iris_service.model_contract import (
+    INSTRUCTIONS,
+    RESPONSE_FORMAT,
+    UNUSABLE,
+    ResponsibilityBlock,
+    parse_reply,
+)
 from iris_service.secrets import SecretError, fetch_openai_key
-from iris_service.source import number_lines
 
 log = logging.getLogger(__name__)
-
-# Part of the cache key: change it whenever the prompt or the schema changes.
-PROMPT_VERSION = "2026-11-24.1"
-
-INSTRUCTIONS = """\
-You help a developer who is opening a source file for the first time.
-Describe the file in two parts.
-
-file_intent: what the file is for, as one plain sentence of at most 20 words.
-
-responsibility_blocks: the jobs the file does. Each block is a complete conceptual unit:
-a whole function, class, or group of statements that serve one purpose; never half of one.
-List the blocks in the order a newcomer should read them.
-- label: a short noun phrase of two to five words, such as "Request validation".
-- description: one or two sentences on what the block does and why it is there.
-- ranges: [first, last] pairs of line numbers, both included, taken from the numbers
-  printed before " | " on each line. Use several pairs when a block's parts are apart.
-  A line belongs to at most one block.
-A small file (under about 40 lines) gets one or two blocks; a large one rarely needs more
-than eight. Do not quote the code back."""
-
-RESPONSE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["file_intent", "responsibility_blocks"],
-    "properties": {
-        "file_intent": {"type": "string"},
-        "responsibility_blocks": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["label", "description", "ranges"],
-                "properties": {
-                    "label": {"type": "string"},
-                    "description": {"type": "string"},
-                    "ranges": {
-                        "type": "array",
-                        "items": {"type": "array", "items": {"type": "integer"}},
-                    },
-                },
-            },
-        },
-    },
-}
 
 # A failed key fetch is retried at most this often (health checks and requests trigger it).
 KEY_RETRY_INTERVAL_S = 30.0
@@ -78,7 +39,7 @@ class Usage:
 @dataclass(frozen=True)
 class ModelAnswer:
     file_intent: str
-    blocks: list[dict[str, Any]]
+    blocks: list[ResponsibilityBlock]
     usage: Usage
 
 
@@ -91,17 +52,6 @@ def estimate_cost(settings: Settings, input_tokens: int, cached: int, output: in
         + output * settings.price_output_per_m
     ) / 1_000_000
     return round(cost, 8)
-
-
-def build_prompt(normalized_source: str, language: str) -> str:
-    return f"Language: {language}\n\nSource, one numbered line each:\n" + number_lines(
-        normalized_source
-    )
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough count (about four characters a token) for metrics before the call."""
-    return (len(text) + 3) // 4
 
 
 def _usage_from(response: Any, settings: Settings) -> Usage:
@@ -117,21 +67,15 @@ def _usage_from(response: Any, settings: Settings) -> Usage:
     )
 
 
-def _parse_answer(response: Any) -> tuple[str, list[dict[str, Any]]]:
+def _answer_from(response: Any, settings: Settings) -> ModelAnswer:
     status = getattr(response, "status", None)
     if status not in (None, "completed"):
-        raise ModelError(f"Model answer unusable: response status {status!r}")
-    try:
-        # A 200 that is not a Response object (an HTML page from a proxy) reaches us as a str.
-        data = json.loads(response.output_text)
-    except (AttributeError, TypeError, ValueError):
-        raise ModelError("Model answer unusable: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ModelError("Model answer unusable: not a JSON object")
-    intent, blocks = data.get("file_intent"), data.get("responsibility_blocks")
-    if not isinstance(intent, str) or not isinstance(blocks, list):
-        raise ModelError("Model answer unusable: missing file_intent or responsibility_blocks")
-    return " ".join(intent.split()), blocks
+        raise ModelError(f"{UNUSABLE}: response status {status!r}")
+    # A 200 that is not a Response object (an HTML page from a proxy) reaches us as a str.
+    reply = parse_reply(getattr(response, "output_text", None))
+    return ModelAnswer(
+        reply.file_intent, reply.responsibility_blocks, _usage_from(response, settings)
+    )
 
 
 class Agent:
@@ -182,8 +126,8 @@ class Agent:
             return self._client is not None
 
     def analyze(self, prompt: str, deadline: float) -> ModelAnswer:
-        """One analysis of a ``build_prompt`` prompt; no attempt may run past ``deadline``
-        (a time.monotonic() value)."""
+        """One analysis of a ``model_contract.build_prompt`` prompt; no attempt may run past
+        ``deadline`` (a time.monotonic() value)."""
         import openai
 
         if not self.ensure_ready():
@@ -203,14 +147,7 @@ class Agent:
                     input=prompt,
                     reasoning={"effort": self.settings.reasoning_effort},
                     max_output_tokens=self.settings.max_output_tokens,
-                    text={
-                        "format": {
-                            "type": "json_schema",
-                            "name": "iris_analysis",
-                            "strict": True,
-                            "schema": RESPONSE_SCHEMA,
-                        }
-                    },
+                    text=RESPONSE_FORMAT,
                     store=False,
                     timeout=min(self.settings.model_timeout_s, remaining),
                 )
@@ -231,8 +168,7 @@ class Agent:
                 if error.status_code < 500:
                     break  # a request error will not get better on retry
             else:
-                intent, blocks = _parse_answer(response)
-                return ModelAnswer(intent, blocks, _usage_from(response, self.settings))
+                return _answer_from(response, self.settings)
             if attempt + 1 < attempts:
                 pause = min(_RETRY_BACKOFF_S * 2**attempt, deadline - time.monotonic() - 0.05)
                 if pause > 0:

@@ -9,14 +9,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from iris_service.agent import INSTRUCTIONS, PROMPT_VERSION, Agent, build_prompt, estimate_tokens
+from iris_service.agent import Agent
 from iris_service.cache import AnalysisCache, CacheEntry, DiskCache, MemoryCache
+from iris_service.cache_key import key_for
 from iris_service.config import SUPPORTED_LANGUAGES, Settings
 from iris_service.emf import EmfEmitter
 from iris_service.errors import BadRequest, IrisError, ModelError
 from iris_service.metrics import CacheMetrics
+from iris_service.model_contract import (
+    INSTRUCTIONS,
+    PROMPT_VERSION,
+    build_prompt,
+    estimate_tokens,
+)
 from iris_service.ranges import clean_blocks
-from iris_service.source import cache_key, line_count, normalize_source
+from iris_service.source import line_count, normalize_source
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +82,6 @@ class AnalyzeRequest:
         if not isinstance(metadata, dict):
             raise BadRequest("Field metadata must be an object")
         return cls(body["filename"], body["language"], body["source_code"], metadata)
-
-
-def key_for(settings: Settings, normalized_source: str, language: str) -> str:
-    """The cache key of a normalized source under the current model settings."""
-    return cache_key(
-        normalized_source,
-        language=language,
-        model=settings.model,
-        reasoning_effort=settings.reasoning_effort,
-        prompt_version=PROMPT_VERSION,
-    )
 
 
 def build_cache(settings: Settings) -> AnalysisCache:
@@ -182,7 +178,8 @@ class Analyzer:
         self.emf.emit("analysis_started", {"TotalPromptTokens": prompt_tokens, "CacheHit": 0})
         try:
             answer = self.agent.analyze(prompt, deadline)
-            blocks = clean_blocks(answer.blocks, line_count(normalized))
+            raw_blocks = [block.model_dump() for block in answer.blocks]
+            blocks = clean_blocks(raw_blocks, line_count(normalized))
             if not blocks:
                 raise ModelError("Model answer unusable: no valid line ranges")
             if not answer.file_intent:

@@ -1,9 +1,7 @@
-"""Source normalization: undo the client's line numbering, number lines for the model, hash."""
+"""Source normalization: undo the client's line numbering, number lines for the model."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 
 # The VS Code client sends every line as "<n> | <code>"; an empty line may lose its trailing
@@ -55,28 +53,3 @@ def number_lines(source: str) -> str:
 
 def line_count(source: str) -> int:
     return len(split_lines(source))
-
-
-def cache_key(
-    normalized_source: str,
-    *,
-    language: str,
-    model: str,
-    reasoning_effort: str,
-    prompt_version: str,
-) -> str:
-    """SHA-256 over the normalized source and everything else that changes the answer."""
-    header = json.dumps(
-        {
-            "prompt_version": prompt_version,
-            "model": model,
-            "reasoning_effort": reasoning_effort,
-            "language": language,
-        },
-        sort_keys=True,
-    )
-    digest = hashlib.sha256()
-    digest.update(header.encode())
-    digest.update(b"\0")
-    digest.update(normalized_source.encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()

@@ -1,5 +1,5 @@
+from iris_service.cache_key import cache_key
 from iris_service.source import (
-    cache_key,
     line_count,
     normalize_source,
     number_lines,

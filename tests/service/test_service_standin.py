@@ -8,7 +8,7 @@ import time
 import openai
 import pytest
 import requests
-from iris_service.agent import RESPONSE_SCHEMA
+from iris_service.model_contract import RESPONSE_SCHEMA
 from service_helpers import free_port
 
 
