@@ -51,7 +51,7 @@ def health() -> tuple[Response, int]:
         problems.append("IRIS_API_KEY is not set while IRIS_ENV=prod")
     if not ready:
         problems.append(f"model client not configured: {service.agent.error or 'unknown'}")
-    body = {
+    body: dict[str, str | bool | list[str]] = {
         "status": "ok" if not problems else "unavailable",
         "agent_ready": ready,
         "agent_error": service.agent.error is not None,

@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -127,16 +128,17 @@ class EmfEmitter:
                 )
             )
             if self.file is not None:
-                self._append(line)
+                self._append(self.file, line)
             else:
                 self._send(line)
         except Exception as error:  # metrics are best effort by design
             self.dropped += 1
             log.debug("EMF event %s dropped: %s", event, error)
 
-    def _append(self, line: bytes) -> None:
+    @staticmethod
+    def _append(path: Path, line: bytes) -> None:
         # One write() on an O_APPEND descriptor: lines from several workers never interleave.
-        fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             os.write(fd, line)
         finally:
