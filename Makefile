@@ -47,3 +47,4 @@ sandbox-down:
 bench: install
 	$(VENV)/bin/python bench/service_serving.py
 	$(VENV)/bin/python bench/deploy_bench.py
+	$(VENV)/bin/python bench/deploy_failures.py

@@ -59,6 +59,20 @@ def sandbox_ca_bundle() -> str | None:
 
 pass_options = click.make_pass_decorator(Options)
 
+JSON_REQUESTED = "irisctl.json"
+
+
+def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    # Errors are rendered by the root group, which must know to print them as JSON too.
+    if value:
+        ctx.meta[JSON_REQUESTED] = True
+    return value
+
+
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table."
+    "--json",
+    "as_json",
+    is_flag=True,
+    callback=_remember_json,
+    help="Print JSON on stdout instead of a table (errors too).",
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the operation failed, or the service is unhealthy
 EXIT_USAGE = 2  # bad arguments (Click's own code)
@@ -24,9 +26,25 @@ class IrisctlError(Exception):
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, details: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.details = details or []
+        # Structured facts about the failure (who holds a lock, how a release failed): what
+        # `--json` prints beside the message.
+        self.data = data or {}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "error": str(self),
+            "exit_code": self.exit_code,
+            "details": self.details,
+            **self.data,
+        }
 
 
 class ConfigError(IrisctlError):

@@ -6,6 +6,7 @@ code (see :mod:`irisctl.errors`); tracebacks are only for bugs (``IRISCTL_DEBUG=
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from irisctl import __version__, render
-from irisctl.context import CA_BUNDLE_ENV, Options
+from irisctl.context import CA_BUNDLE_ENV, JSON_REQUESTED, Options
 from irisctl.errors import EXIT_CODES_HELP, EXIT_FAILED, IrisctlError
 
 
@@ -24,6 +25,9 @@ class IrisctlGroup(click.Group):
         try:
             return super().invoke(ctx)
         except IrisctlError as exc:
+            if ctx.meta.get(JSON_REQUESTED) and not ctx.meta.get(render.JSON_EMITTED):
+                # One line: it may end a stream of JSON Lines (logs --follow --json).
+                click.echo(json.dumps(exc.as_json(), default=str))
             render.error_line(str(exc), exc.details)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:

@@ -6,6 +6,7 @@ Every function runs one or two playbooks and returns plain data (the ``--json`` 
 from __future__ import annotations
 
 import getpass
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from irisctl.build import (
 from irisctl.errors import ConfigError, IrisctlError, UnhealthyError
 from irisctl.paths import project_root
 from irisctl.public import check_public_endpoint
-from irisctl.runner import EventCallback, PlayResult, run_playbook
+from irisctl.runner import EventCallback, PlayResult, raise_for_result, run_playbook
 
 StepCallback = Callable[[str], None]
 
@@ -71,8 +72,7 @@ def prepare_release(
     releases_dir = project_root() / "build" / "releases"
     try:
         if from_path is not None:
-            if not from_path.exists():
-                raise ConfigError(f"--from {from_path}: no such file or directory")
+            check_release_source(from_path)
             step(f"preparing the release from {from_path}")
             staged = releases_dir / f"from-{from_path.stem}"
             wheelhouse = wheelhouse_from(from_path, staged)
@@ -88,6 +88,12 @@ def prepare_release(
         raise IrisctlError(f"build failed: {exc}") from exc
     except FileNotFoundError as exc:
         raise ConfigError(f"build failed: {exc}") from exc
+
+
+def check_release_source(from_path: Path | None) -> None:
+    """A prebuilt release given with --from must exist (checked before any lock is taken)."""
+    if from_path is not None and not from_path.exists():
+        raise ConfigError(f"--from {from_path}: no such file or directory")
 
 
 def _release_vars(wheelhouse: Wheelhouse) -> dict[str, Any]:
@@ -144,18 +150,71 @@ def deploy(
     release_lock: bool = False,
     on_step: StepCallback | None = None,
 ) -> dict[str, Any]:
-    """Build, ship with ``deploy.yml`` (health-gated, rolls back by itself), then summarise."""
+    """Take the deploy lock, build, ship with ``deploy.yml`` (health-gated, rolls back by
+    itself), then summarise. The lock comes first so a refused deploy builds nothing."""
     started = time.monotonic()
-    wheelhouse = prepare_release(version, from_path, on_step)
-    extravars = {
-        **_release_vars(wheelhouse),
-        "iris_deploy_holder": deploy_holder(),
-        "iris_deploy_force_unlock": release_lock,
-    }
-    result = target.run("deploy", extravars=extravars, check=check)
     if check:
+        wheelhouse = prepare_release(version, from_path, on_step)
+        result = target.run("deploy", extravars=_release_vars(wheelhouse), check=True)
         return {**_check_summary(result), "version": wheelhouse.version}
+    check_release_source(from_path)
+    lock = take_deploy_lock(target, version=version, force=release_lock, on_step=on_step)
+    try:
+        wheelhouse = prepare_release(version, from_path, on_step)
+        extravars = {**_release_vars(wheelhouse), **lock}
+        result = target.run("deploy", extravars=extravars)
+    except BaseException:
+        # deploy.yml releases the lock itself once it has run; this covers a failed build, a
+        # play that stopped before its own release, and Ctrl-C.
+        release_deploy_lock(target, lock)
+        raise
     return _summary(target, "deploy", result, wheelhouse.version, started)
+
+
+def take_deploy_lock(
+    target: Target,
+    *,
+    version: str | None,
+    force: bool = False,
+    on_step: StepCallback | None = None,
+) -> dict[str, Any]:
+    """Take the lock on every target host (``lock.yml``); the extra vars that name it.
+
+    Raises DeployLockedError, with the holder as data, when another deploy holds it anywhere;
+    the hosts where it was taken are released again first.
+    """
+    if on_step:
+        on_step("taking the deploy lock")
+    lock = {
+        "iris_deploy_lock_token": secrets.token_hex(10),
+        "iris_deploy_holder": deploy_holder(),
+        "iris_deploy_force_unlock": force,
+        "service_version": version or "",
+    }
+    result = target.quiet().run("lock", extravars=lock, raise_on_failure=False)
+    try:
+        raise_for_result(result, limit=target.limit)  # a refusal raises DeployLockedError
+        missing = sorted(set(result.hosts) - set(result.reports))
+        if missing:
+            raise IrisctlError(f"lock.yml returned no report for {', '.join(missing)}")
+    except IrisctlError:
+        release_deploy_lock(target, lock)  # where it was taken before the refusal elsewhere
+        raise
+    return {k: v for k, v in lock.items() if k != "service_version"}
+
+
+def release_deploy_lock(target: Target, lock: dict[str, Any]) -> None:
+    """Remove this deploy's own lock (never someone else's); best effort."""
+    run_playbook(
+        "unlock",
+        target.inventory,
+        limit=target.limit,
+        extravars={
+            "iris_deploy_lock_token": lock["iris_deploy_lock_token"],
+            "service_unlock_any": False,
+        },
+        raise_on_failure=False,
+    )
 
 
 def provision(
@@ -191,8 +250,19 @@ def restart(target: Target) -> dict[str, Any]:
 
 
 def unlock(target: Target) -> dict[str, Any]:
-    result = target.run("unlock", extravars={"iris_deploy_holder": deploy_holder()})
-    return {"hosts": sorted(result.hosts), "changed": [h for h, _t, _d in result.changed_tasks]}
+    """Remove the deploy lock whoever holds it; per host, what it held and how old it was."""
+    raw = _reports(target, "unlock")
+    return {
+        "hosts": [
+            {
+                "host": host,
+                "removed": bool(report.get("removed")),
+                "lock": report.get("lock"),
+                "age_seconds": report.get("age_seconds"),
+            }
+            for host, report in raw.items()
+        ]
+    }
 
 
 # -------------------------------------------------------------------------- reports ---

@@ -31,9 +31,15 @@ _STYLE = {
 }
 
 
+JSON_EMITTED = "irisctl.json_emitted"
+
+
 def emit_json(data: Any) -> None:
     """JSON on stdout, nothing else: safe to pipe into jq."""
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # a later error must not print a second document
+        ctx.meta[JSON_EMITTED] = True
 
 
 def json_line(data: Any) -> None:

@@ -29,7 +29,6 @@ from irisctl.errors import (
 from irisctl.paths import playbooks_dir, project_root
 
 REPORT_VAR = "iris_report"
-_LOCK_RE = re.compile(r"deploy locked by (?P<holder>\S+) since (?P<since>\S+)")
 _REFUSED_RE = re.compile(r"connection refused|permission denied \(publickey", re.IGNORECASE)
 
 
@@ -252,6 +251,22 @@ def run_playbook(
     return result
 
 
+def lock_refusal(reports: Mapping[str, Any]) -> DeployLockedError | None:
+    """The deploy lock someone else holds, from the lock task's report (never from its words)."""
+    for host, report in sorted(reports.items()):
+        refused = report.get("lock_refused") if isinstance(report, dict) else None
+        if refused:
+            age = refused.get("age_seconds")
+            age_text = f", {age} s ago" if age is not None else ""
+            return DeployLockedError(
+                f"deploy locked on {host} by {refused.get('holder')} since"
+                f" {refused.get('since')}{age_text} (version {refused.get('version') or '?'});"
+                " if that deploy is dead: `irisctl unlock` or `irisctl deploy --release-lock`",
+                data={"host": host, "lock": refused},
+            )
+    return None
+
+
 def raise_for_result(result: PlayResult, limit: str | None = None) -> None:
     """Map a play outcome to the operator error it means (or return when all went well)."""
     if result.no_hosts_matched or (result.rc == 0 and not result.hosts):
@@ -262,18 +277,16 @@ def raise_for_result(result: PlayResult, limit: str | None = None) -> None:
             refused = _REFUSED_RE.search(failure.message)
             what = "SSH refused by" if refused else "host unreachable:"
             raise HostUnreachableError(f"{what} {failure.host}: {failure.message}")
-    for failure in result.failures:
-        locked = _LOCK_RE.search(" ".join([failure.message, *failure.details]))
-        if locked:
-            raise DeployLockedError(
-                f"deploy locked by {locked['holder']} since {locked['since']} on {failure.host}"
-                " (release a stale lock with `irisctl deploy --release-lock` or `irisctl unlock`)"
-            )
+    refusal = lock_refusal(result.reports)
+    if refusal is not None:
+        raise refusal
     if result.failures:
         first = result.failures[0]
+        report = result.reports.get(first.host)
         raise PlayFailedError(
             f"{result.playbook} failed on {first.host} at task '{first.task}': {first.message}",
             details=first.details,
+            data={"host": first.host, **(report if isinstance(report, dict) else {})},
         )
     if result.rc != 0:
         if any("leaves us with no hosts" in line for line in result.output_tail):

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from irisctl.errors import EXIT_FAILED, EXIT_LOCKED
 from irisctl.public import https_request
+from irisctl.sandbox.broken_releases import build_broken_release
 
 pytestmark = pytest.mark.hosts
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
@@ -54,6 +55,14 @@ class Sandbox:
         from irisctl.sandbox.hosts import ssh_command
 
         subprocess.run([*ssh_command(self.host, "root"), command], check=True, timeout=60)
+
+    def ssh_output(self, command: str) -> str:
+        from irisctl.sandbox.hosts import ssh_command
+
+        argv = [*ssh_command(self.host, "root"), command]
+        return subprocess.run(
+            argv, check=True, timeout=60, capture_output=True, text=True
+        ).stdout.strip()
 
     def irisctl_ok(self, *args: str) -> list[str]:
         done = self.irisctl(*args)
@@ -176,10 +185,45 @@ def test_deploy_lock_names_holder_and_can_be_released(box: Sandbox) -> None:
     box.ssh(f"mkdir -p /var/lib/iris && echo '{lock}' > /var/lib/iris/deploy.lock")
     done = box.irisctl("deploy", "--version", V1)
     assert done.returncode == EXIT_LOCKED
-    assert "deploy locked by bob@laptop since 2026-01-01T00:00:00Z" in done.stderr
+    assert "by bob@laptop since 2026-01-01T00:00:00Z" in done.stderr
     assert "Traceback" not in done.stderr
+    assert "building release" not in done.stderr  # refused before anything was built
     done = box.irisctl("unlock")
     assert done.returncode == 0, done.stderr
+    assert "held by bob@laptop since 2026-01-01T00:00:00Z" in done.stdout
+    assert " s old)" in done.stdout
+
+
+def test_two_deploys_started_together_exactly_one_proceeds(box: Sandbox) -> None:
+    argv = [IRISCTL, "deploy", "--version", V1, "--json"]
+    racers = [
+        subprocess.Popen(
+            argv, env=box.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(racer.wait(timeout=900), *racer.communicate()) for racer in racers]
+    codes = sorted(code for code, _out, _err in outcomes)
+    assert codes == [0, EXIT_LOCKED], outcomes
+    refused = next(json.loads(out) for code, out, _err in outcomes if code == EXIT_LOCKED)
+    assert refused["lock"]["holder"] and refused["lock"]["version"] == V1
+    assert box.json("status")["hosts"][0]["version"] == V1
+    assert box.ssh_output("test -e /var/lib/iris/deploy.lock && echo held || echo free") == "free"
+
+
+def test_failed_deploy_reports_the_release_own_error_lines_as_json(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    broken = build_broken_release(tmp_path / "release", "9.9.9", "fails-at-import").path
+    done = box.irisctl("deploy", "--from", str(broken), "--json")
+    assert done.returncode == EXIT_FAILED, done.stderr
+    data = json.loads(done.stdout)
+    assert data["failed_release"] == "9.9.9" and data["failure"] == "exits_at_start"
+    assert data["rolled_back_to"] == V1 and data["healthy_again"] is True
+    assert any("deliberately broken release" in line for line in data["error_lines"]), data
+    assert any("Traceback" in line for line in data["error_lines"]), data
+    assert "deliberately broken release" in done.stderr
+    assert box.json("status")["hosts"][0]["version"] == V1
 
 
 def test_cache_stats_count_real_analyses(box: Sandbox, tmp_path: Path) -> None:

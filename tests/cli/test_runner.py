@@ -46,11 +46,16 @@ LOCKED = """
   hosts: iris
   gather_facts: false
   tasks:
-    - name: Fail when the deploy is locked
+    - name: Report who holds the lock
+      ansible.builtin.debug:
+        var: iris_report
+      vars:
+        iris_report:
+          lock_refused:
+            {holder: alice@laptop, since: "2026-01-01T10:00:00Z", version: 1.2.3, age_seconds: 7}
+    - name: Fail with words that say nothing about a lock
       ansible.builtin.fail:
-        msg: >-
-          deploy locked by alice@laptop
-          since 2026-01-01T10:00:00Z (version 1.2.3); if that deploy is dead, run unlock
+        msg: something went wrong
 """
 
 RESCUED = """
@@ -97,11 +102,15 @@ def test_failed_task_names_task_host_and_reason_with_details(
     assert caught.value.details == ["journal: worker crashed", "journal: bye"]
 
 
-def test_lock_message_becomes_deploy_locked_error(local_inventory: Path, playbook) -> None:
+def test_lock_refusal_report_becomes_deploy_locked_error_with_data(
+    local_inventory: Path, playbook
+) -> None:
     with pytest.raises(DeployLockedError) as caught:
         run_playbook(str(playbook(LOCKED)), local_inventory)
     assert caught.value.exit_code == EXIT_LOCKED
-    assert "deploy locked by alice@laptop since 2026-01-01T10:00:00Z" in str(caught.value)
+    assert "by alice@laptop since 2026-01-01T10:00:00Z, 7 s ago" in str(caught.value)
+    assert caught.value.data["lock"]["holder"] == "alice@laptop"
+    assert caught.value.data["host"] == "local-1"
 
 
 def test_rescued_failure_does_not_fail_the_run(local_inventory: Path, playbook) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_helpers import BROKEN, HOST_COUNT, V1, V2, Sandbox, build_release
+from host_helpers import BREAKAGES, HOST_COUNT, V1, V2, Sandbox, build_release
 from irisctl.sandbox import hosts, stack
 
 
@@ -35,8 +35,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     workdir = tmp_path_factory.mktemp("hosts")
     started = time.monotonic()
     releases = {
-        version: build_release(workdir / f"release-{version}", version, broken=version == BROKEN)
-        for version in (V1, V2, BROKEN)
+        version: build_release(workdir / f"release-{version}", version)
+        for version in (V1, V2, *BREAKAGES)
     }
     built = time.monotonic()
     info = stack.sandbox_up(HOST_COUNT, inventory_path=workdir / "inventory" / "hosts.ini")

@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from irisctl.build import Wheelhouse, build_wheelhouse
-from irisctl.paths import project_root, service_source_dir
+from irisctl.paths import project_root
+from irisctl.sandbox.broken_releases import build_broken_release
 from irisctl.sandbox.hosts import Host
 from irisctl.sandbox.stack import SandboxInfo
 
-V1, V2, BROKEN = "1.0.0", "1.1.0", "1.2.0"  # BROKEN fails at import: rollback test
+V1, V2 = "1.0.0", "1.1.0"
+# Broken releases, one per way a release fails its health gate (rolled back automatically).
+BROKEN, DYING, HANGING = "1.2.0", "1.2.1", "1.2.2"
+BREAKAGES = {BROKEN: "fails-at-import", DYING: "workers-die", HANGING: "never-answers"}
 HOST_COUNT = 2
 API_KEY = "sandbox-key"  # inventory/sandbox/group_vars/iris.yml: service_api_key
 ANSIBLE_PLAYBOOK = Path(os.environ.get("VIRTUAL_ENV", project_root() / ".venv")) / "bin"
@@ -174,19 +178,11 @@ def served_certificate(host: Host, cafile: Path) -> dict:
 
 
 # ------------------------------------------------------------------------ releases ---
-def build_release(dest: Path, version: str, broken: bool = False) -> Wheelhouse:
-    """A release of the current service tree; ``broken`` makes its app fail at import."""
-    source = service_source_dir()
-    if broken:
-        tree = dest.parent / f"source-{version}"
-        shutil.rmtree(tree, ignore_errors=True)
-        shutil.copytree(
-            source, tree, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build")
-        )
-        wsgi = tree / "iris_service" / "wsgi.py"
-        wsgi.write_text(wsgi.read_text() + '\nraise RuntimeError("deliberately broken release")\n')
-        source = tree
-    return build_wheelhouse(dest, version=version, source_dir=source)
+def build_release(dest: Path, version: str) -> Wheelhouse:
+    """A release of the current service tree; the versions in BREAKAGES are broken on purpose."""
+    if version in BREAKAGES:
+        return build_broken_release(dest, version, BREAKAGES[version])
+    return build_wheelhouse(dest, version=version)
 
 
 @dataclass

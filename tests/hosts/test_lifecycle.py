@@ -5,13 +5,26 @@ automatically, the deploy lock, and the rollback playbook."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
 
 import pytest
-from host_helpers import BROKEN, V1, V2, HttpAnswer, Sandbox, https, wait_healthy
+from host_helpers import (
+    BREAKAGES,
+    BROKEN,
+    DYING,
+    HANGING,
+    V1,
+    V2,
+    HttpAnswer,
+    Sandbox,
+    https,
+    wait_healthy,
+)
 from irisctl.sandbox import hosts
+from irisctl.sandbox.broken_releases import GATE_FAILURE
 
 SOURCE = (
     '"""Inventory helpers."""\n\n\n'
@@ -146,19 +159,62 @@ def test_cache_and_service_survive_a_host_reboot(box: Sandbox, target) -> None:
     assert_cache_hit(box, target)
 
 
-def test_broken_release_is_rolled_back_automatically(box: Sandbox, target) -> None:
+class Traffic:
+    """Health requests through nginx, one after another, until stopped; every answer kept."""
+
+    def __init__(self, box: Sandbox, host) -> None:
+        self.box, self.host = box, host
+        self.answers: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._ask, daemon=True)
+
+    def _ask(self) -> None:
+        while not self._stop.is_set():
+            answer = https(self.host, "/api/iris/health", self.box.pebble_roots, timeout=60)
+            self.answers.append(answer.status)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=90)
+
+    @property
+    def failed(self) -> list[int]:
+        return [status for status in self.answers if status != 200]
+
+
+ROLLBACK_SECONDS = re.compile(r"\(healthy again\) ([0-9.]+) s after the switch")
+
+
+@pytest.mark.parametrize(
+    ("version", "own_words"),
+    [(BROKEN, "deliberately broken release"), (DYING, "SIGKILL"), (HANGING, "no health answer")],
+    ids=[BREAKAGES[v] for v in (BROKEN, DYING, HANGING)],
+)
+def test_broken_release_is_rolled_back_fast_and_explained(
+    box: Sandbox, target, version: str, own_words: str
+) -> None:
+    failure = GATE_FAILURE[BREAKAGES[version]]
     started = time.monotonic()
-    run = box.deploy(BROKEN, limit=target.name)
+    with Traffic(box, target) as traffic:
+        run = box.deploy(version, limit=target.name)
     assert run.rc != 0
     message = "\n".join(run.messages)
-    assert f"release {BROKEN} failed its health gate" in message, message
+    assert f"release {version} failed its health gate ({failure})" in message, message
     assert f"rolled back to {V2} (healthy again)" in message, message
-    assert "deliberately broken release" in message  # the journal tail says why
+    assert own_words in message, message  # the release's own error lines say why
+    seconds = float(ROLLBACK_SECONDS.search(message)[1])  # type: ignore[index]
+    assert seconds <= 20, message
+    assert traffic.answers and not traffic.failed, traffic.answers
     assert wait_healthy(target, box.pebble_roots, V2, timeout=10).status == 200
     assert root_run(target, "readlink /opt/iris/current").strip() == f"releases/{V2}"
-    assert root_run(target, f"test ! -e /opt/iris/releases/{BROKEN} && echo gone").strip()
+    assert root_run(target, f"test ! -e /opt/iris/releases/{version} && echo gone").strip()
     assert root_run(target, "test ! -e /var/lib/iris/deploy.lock && echo unlocked").strip()
-    box.timings["broken deploy + rollback"] = time.monotonic() - started
+    box.timings[f"{failure} deploy + rollback"] = time.monotonic() - started
+    box.timings[f"{failure} switch to rolled back"] = seconds
 
 
 def test_deploy_is_refused_while_locked_and_unlock_removes_the_lock(box: Sandbox, target) -> None:
@@ -170,7 +226,7 @@ def test_deploy_is_refused_while_locked_and_unlock_removes_the_lock(box: Sandbox
     assert root_run(target, "readlink /opt/iris/current").strip() == f"releases/{V2}"
     unlock = box.play("unlock.yml", limit=target.name)
     assert unlock.rc == 0, unlock.explain()
-    assert "removed deploy lock held by" in unlock.output and "bob@laptop" in unlock.output
+    assert "removed: true" in unlock.output and "holder: bob@laptop" in unlock.output
     assert root_run(target, "test ! -e /var/lib/iris/deploy.lock && echo unlocked").strip()
 
 
@@ -196,3 +252,13 @@ def test_site_without_any_release_fails_early(box: Sandbox) -> None:
     assert run.rc != 0
     assert "No release on" in "\n".join(run.messages)
     assert run.total("changed") == 0
+
+
+def test_an_environment_the_service_would_refuse_is_never_installed(box: Sandbox, target) -> None:
+    before = root_run(target, "sha256sum /etc/iris/iris.env")
+    run = box.play("site.yml", limit=target.name, service_iris_env="production")
+    assert run.rc != 0
+    message = "\n".join(run.messages)
+    assert "IRIS_ENV='production' is not one of dev, prod" in message, message
+    assert root_run(target, "sha256sum /etc/iris/iris.env") == before
+    assert wait_healthy(target, box.pebble_roots, V1, timeout=10).status == 200
