@@ -1,9 +1,12 @@
-"""Fixtures for the irisctl tests: a CLI runner, a localhost inventory, the sandbox."""
+"""Fixtures for the irisctl tests: a CLI runner, a localhost inventory.
+
+irisctl end to end against a real sandbox host lives with the host tests
+(tests/hosts/test_irisctl.py), which share one sandbox per run.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,30 +62,3 @@ def playbook(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "e2e" in item.nodeid:
-            item.add_marker(pytest.mark.hosts)
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[object]:
-    """A real sandbox host for this module, torn down even when a test fails.
-
-    Module scope, not session: the host tests bring up the same (single) sandbox later in
-    the session, so ours must be gone before they start.
-    """
-    from irisctl.sandbox import hosts, stack
-
-    reason = hosts.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    if stack.sandbox_status() is not None:
-        pytest.skip("a sandbox is already up (another run owns it): `irisctl sandbox down` first")
-    info = stack.sandbox_up(1, stack.default_inventory())
-    try:
-        yield info
-    finally:
-        stack.sandbox_down()

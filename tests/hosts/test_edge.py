@@ -2,8 +2,9 @@
 and carries the security headers; nginx and every other unit the project installs or drops in
 runs sandboxed (systemd-analyze security 4.9 or lower), and certbot renewals still reload nginx.
 
-The disruptive checks (backend stopped, backend frozen, certificate renewed) run on the last host
-(test_lifecycle works on the first) and put everything back before they end."""
+The disruptive checks (backend stopped, backend frozen, certificate renewed) run on the edge host
+(test_lifecycle and test_irisctl have hosts of their own) and put everything back before they
+end."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ from typing import TypeVar
 
 import pytest
 import yaml
-from host_helpers import ANSIBLE_PLAYBOOK, API_KEY, HttpAnswer, Sandbox, served_certificate
+from host_helpers import (
+    ANSIBLE_PLAYBOOK,
+    API_KEY,
+    EDGE_HOST,
+    HttpAnswer,
+    Sandbox,
+    served_certificate,
+)
 from irisctl.paths import project_root
 from irisctl.sandbox import hosts
 from irisctl.sandbox.hosts import Host
@@ -45,7 +53,7 @@ def box(converged: Sandbox) -> Sandbox:
 
 @pytest.fixture(scope="module")
 def edge(box: Sandbox) -> Host:
-    return box.info.hosts[-1]
+    return box.info.hosts[EDGE_HOST]
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +284,7 @@ def test_a_backend_too_slow_gets_a_json_504(box: Sandbox, edge: Host) -> None:
 # -------------------------------------------------------------- sandboxed units ---
 def test_every_unit_the_project_installs_or_drops_in_scores_at_most_4_9(box: Sandbox) -> None:
     scores: dict[str, float] = {}
-    for host in box.info.hosts:
+    for host in box.site_hosts:
         services = project_services(host)
         assert services >= PROJECT_SERVICES, f"{host.name}: found only {sorted(services)}"
         scores.update({f"{host.name}:{unit}": exposure(host, unit) for unit in sorted(services)})

@@ -15,7 +15,9 @@ from host_helpers import (
     BREAKAGES,
     BROKEN,
     DYING,
+    EDGE_HOST,
     HANGING,
+    LIFECYCLE_HOST,
     V1,
     V2,
     HttpAnswer,
@@ -40,7 +42,7 @@ def box(converged: Sandbox) -> Sandbox:
 
 @pytest.fixture(scope="module")
 def target(box: Sandbox):
-    return box.info.hosts[0]
+    return box.info.hosts[LIFECYCLE_HOST]
 
 
 def model_calls(box: Sandbox) -> int:
@@ -106,14 +108,20 @@ def test_requests_through_nginx_during_a_restart_never_fail(box: Sandbox, target
         while not stop.is_set() and time.monotonic() < deadline and len(statuses) < 2000:
             statuses.append(https(target, "/api/iris/health", box.pebble_roots, timeout=30).status)
 
+    def answered(count: int, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while len(statuses) < count:
+            assert time.monotonic() < deadline, f"no answers {what} within 30 s: {statuses}"
+            time.sleep(0.05)
+
     clients = [threading.Thread(target=keep_asking) for _ in range(3)]
     for client in clients:
         client.start()
-    time.sleep(0.5)
+    answered(len(clients), "before the restart")  # every client is asking
     before_restart = len(statuses)
     root_run(target, "systemctl restart iris-backend.service")
     during_restart = len(statuses) - before_restart
-    time.sleep(1)
+    answered(len(statuses) + len(clients), "after the restart")  # the restarted service answers
     stop.set()
     for client in clients:
         client.join()
@@ -247,7 +255,7 @@ def test_rollback_returns_to_the_previous_release(box: Sandbox, target) -> None:
 
 
 def test_site_without_any_release_fails_early(box: Sandbox) -> None:
-    other = box.info.hosts[-1]
+    other = box.info.hosts[EDGE_HOST]
     run = box.play("site.yml", limit=other.name, service_root="/opt/iris-empty")
     assert run.rc != 0
     assert "No release on" in "\n".join(run.messages)

@@ -1,7 +1,10 @@
-"""End to end against a real sandbox host: the console script, real plays, real exit codes.
+"""irisctl end to end against a real sandbox host: the console script, real plays, real exit codes.
 
-Order matters (one host, one story): provision, deploy two versions, releases, rollback,
-restart, logs, cache after real analyses, cache clear, health healthy then unhealthy.
+The irisctl host is one of the session's sandbox hosts, bare until these tests provision it; every
+command is limited to it (`irisctl --limit`), so the other hosts' stories are not touched. Order
+matters (one host, one story): provision, deploy two versions, releases, rollback, restart, logs,
+the deploy lock, a failed deploy, cache after real analyses, cache clear, health healthy then
+unhealthy.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from host_helpers import IRISCTL_HOST, Sandbox, https
 from irisctl.errors import EXIT_FAILED, EXIT_LOCKED
-from irisctl.public import https_request
+from irisctl.sandbox import hosts
 from irisctl.sandbox.broken_releases import build_broken_release
+from irisctl.sandbox.hosts import Host
 
-pytestmark = pytest.mark.hosts
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
-API_KEY = "sandbox-key"  # inventory/sandbox/group_vars/iris.yml
+# Versions of this story only (built by `irisctl` itself); test_lifecycle has its own host.
 V1, V2 = "1.0.0", "1.0.1"
 SOURCES = {
     "a.py": "def add(a, b):\n    return a + b\n",
@@ -33,17 +37,32 @@ SOURCES = {
     "c.js": "export function greet(name) { return `hi ${name}`; }\n",
 }
 LANGUAGE = {".py": "python", ".js": "javascript"}
+# Operator settings that must not leak into the tests' irisctl runs.
+OPERATOR_ENV = ("IRISCTL_INVENTORY", "IRISCTL_CONFIG", "IRISCTL_CA_BUNDLE", "IRISCTL_DEBUG")
 
 
-class Sandbox:
-    def __init__(self, info: Any) -> None:
-        self.info = info
-        self.host = info.hosts[0]
-        self.env = {**os.environ, "IRISCTL_INVENTORY": str(info.inventory)}
+class Operator:
+    """An operator at a shell: `irisctl --limit <the irisctl host> ...` on the sandbox inventory."""
+
+    def __init__(self, sandbox: Sandbox, home: Path) -> None:
+        self.sandbox = sandbox
+        self.host: Host = sandbox.info.hosts[IRISCTL_HOST]
+        env = {k: v for k, v in os.environ.items() if k not in OPERATOR_ENV}
+        # No operator config or cache leaks in (irisctl reads both from HOME / XDG dirs).
+        env.update(
+            HOME=str(home),
+            XDG_CONFIG_HOME=str(home / ".config"),
+            XDG_CACHE_HOME=str(home / ".cache"),
+            IRISCTL_INVENTORY=str(sandbox.inventory),
+        )
+        self.env = env
+
+    def argv(self, *args: str) -> list[str]:
+        return [IRISCTL, "--limit", self.host.name, *args]
 
     def irisctl(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [IRISCTL, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
     def json(self, *args: str) -> Any:
@@ -52,14 +71,10 @@ class Sandbox:
         return json.loads(done.stdout)
 
     def ssh(self, command: str) -> None:
-        from irisctl.sandbox.hosts import ssh_command
-
-        subprocess.run([*ssh_command(self.host, "root"), command], check=True, timeout=60)
+        subprocess.run([*hosts.ssh_command(self.host, "root"), command], check=True, timeout=60)
 
     def ssh_output(self, command: str) -> str:
-        from irisctl.sandbox.hosts import ssh_command
-
-        argv = [*ssh_command(self.host, "root"), command]
+        argv = [*hosts.ssh_command(self.host, "root"), command]
         return subprocess.run(
             argv, check=True, timeout=60, capture_output=True, text=True
         ).stdout.strip()
@@ -70,42 +85,28 @@ class Sandbox:
         return done.stdout.splitlines()
 
     def wait_until_no_reader(self, timeout: float = 30) -> None:
-        from irisctl.sandbox.hosts import ssh_command
-
         deadline = time.monotonic() + timeout
-        argv = [*ssh_command(self.host, "root"), "pgrep -f 'iris_log[s].py' || true"]
+        argv = [*hosts.ssh_command(self.host, "root"), "pgrep -f 'iris_log[s].py' || true"]
         while subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.strip():
             assert time.monotonic() < deadline, "the log reader outlived its ssh session"
             time.sleep(0.2)
 
     def analyze(self, name: str, source: str) -> dict[str, Any]:
-        from irisctl.context import sandbox_ca_bundle
-
-        body = {
-            "filename": name,
-            "language": LANGUAGE[Path(name).suffix],
-            "source_code": source,
-        }
-        status, payload = https_request(
-            self.host.fqdn,
-            self.host.ip,
-            "POST",
-            "/api/iris/analyze",
-            body=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "x-api-key": API_KEY},
-            ca_bundle=sandbox_ca_bundle(),
-            timeout=60,
+        """One analysis through nginx, TLS verified against the sandbox's ACME root."""
+        body = {"filename": name, "language": LANGUAGE[Path(name).suffix], "source_code": source}
+        answer = https(
+            self.host, "/api/iris/analyze", self.sandbox.pebble_roots, method="POST", body=body
         )
-        assert status == 200, payload
-        return json.loads(payload)
+        assert answer.status == 200, answer.body
+        return answer.json()
 
 
 @pytest.fixture(scope="module")
-def box(sandbox: Any) -> Sandbox:
-    return Sandbox(sandbox)
+def box(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Operator:
+    return Operator(sandbox, tmp_path_factory.mktemp("operator-home"))
 
 
-def test_provision_then_deploy_a_second_version(box: Sandbox) -> None:
+def test_provision_then_deploy_a_second_version(box: Operator) -> None:
     done = box.irisctl("provision", "--version", V1)
     assert done.returncode == 0, done.stderr
     summary = box.json("deploy", "--version", V2)
@@ -114,33 +115,33 @@ def test_provision_then_deploy_a_second_version(box: Sandbox) -> None:
     assert summary["healthy"] is True
 
 
-def test_deploy_check_changes_nothing(box: Sandbox) -> None:
+def test_deploy_check_changes_nothing(box: Operator) -> None:
     data = box.json("deploy", "--version", V2, "--check")
     assert data["check"] is True
     assert box.json("status")["hosts"][0]["version"] == V2
 
 
-def test_releases_lists_both_with_current_marked(box: Sandbox) -> None:
+def test_releases_lists_both_with_current_marked(box: Operator) -> None:
     (host,) = box.json("releases")["hosts"]
     assert host["current"] == V2
     versions = {r["version"]: r["current"] for r in host["releases"]}
     assert versions[V2] is True and versions[V1] is False
 
 
-def test_rollback_defaults_to_the_previous_release(box: Sandbox) -> None:
+def test_rollback_defaults_to_the_previous_release(box: Operator) -> None:
     summary = box.json("rollback")
     assert summary["serving"] == {box.host.name: V1}
     assert summary["healthy"] is True
     assert box.json("releases")["hosts"][0]["current"] == V1
 
 
-def test_restart_keeps_the_service_healthy(box: Sandbox) -> None:
+def test_restart_keeps_the_service_healthy(box: Operator) -> None:
     done = box.irisctl("restart")
     assert done.returncode == 0, done.stderr
     assert box.json("status")["hosts"][0]["service"]["state"] == "active"
 
 
-def test_logs_show_what_the_service_wrote_by_default(box: Sandbox) -> None:
+def test_logs_show_what_the_service_wrote_by_default(box: Operator) -> None:
     records = [json.loads(line) for line in box.irisctl_ok("logs", "--lines", "3", "--json")]
     assert 0 < len(records) <= 3
     assert {r["source"] for r in records} <= {"access", "error"}
@@ -150,9 +151,9 @@ def test_logs_show_what_the_service_wrote_by_default(box: Sandbox) -> None:
     assert all(json.loads(line)["source"] == "nginx.service" for line in journal)
 
 
-def test_logs_follow_streams_new_requests_and_stops_on_sigterm(box: Sandbox) -> None:
+def test_logs_follow_streams_new_requests_and_stops_on_sigterm(box: Operator) -> None:
     follow = subprocess.Popen(
-        [IRISCTL, "logs", "--follow", "--json", "--lines", "0", "--grep", "health"],
+        box.argv("logs", "--follow", "--json", "--lines", "0", "--grep", "health"),
         env=box.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -180,7 +181,7 @@ def test_logs_follow_streams_new_requests_and_stops_on_sigterm(box: Sandbox) -> 
     box.wait_until_no_reader()
 
 
-def test_deploy_lock_names_holder_and_can_be_released(box: Sandbox) -> None:
+def test_deploy_lock_names_holder_and_can_be_released(box: Operator) -> None:
     lock = '{"holder": "bob@laptop", "since": "2026-01-01T00:00:00Z", "version": "9.9"}'
     box.ssh(f"mkdir -p /var/lib/iris && echo '{lock}' > /var/lib/iris/deploy.lock")
     done = box.irisctl("deploy", "--version", V1)
@@ -194,8 +195,8 @@ def test_deploy_lock_names_holder_and_can_be_released(box: Sandbox) -> None:
     assert " s old)" in done.stdout
 
 
-def test_two_deploys_started_together_exactly_one_proceeds(box: Sandbox) -> None:
-    argv = [IRISCTL, "deploy", "--version", V1, "--json"]
+def test_two_deploys_started_together_exactly_one_proceeds(box: Operator) -> None:
+    argv = box.argv("deploy", "--version", V1, "--json")
     racers = [
         subprocess.Popen(
             argv, env=box.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -212,7 +213,7 @@ def test_two_deploys_started_together_exactly_one_proceeds(box: Sandbox) -> None
 
 
 def test_failed_deploy_reports_the_release_own_error_lines_as_json(
-    box: Sandbox, tmp_path: Path
+    box: Operator, tmp_path: Path
 ) -> None:
     broken = build_broken_release(tmp_path / "release", "9.9.9", "fails-at-import").path
     done = box.irisctl("deploy", "--from", str(broken), "--json")
@@ -226,7 +227,7 @@ def test_failed_deploy_reports_the_release_own_error_lines_as_json(
     assert box.json("status")["hosts"][0]["version"] == V1
 
 
-def test_cache_stats_count_real_analyses(box: Sandbox, tmp_path: Path) -> None:
+def test_cache_stats_count_real_analyses(box: Operator, tmp_path: Path) -> None:
     done = box.irisctl("cache", "clear", "--yes")
     assert done.returncode == 0, done.stderr
     before = box.json("cache", "stats")["hosts"][0]
@@ -248,13 +249,13 @@ def test_cache_stats_count_real_analyses(box: Sandbox, tmp_path: Path) -> None:
     assert box.irisctl("cache", "inspect", str(missing)).returncode == EXIT_FAILED
 
 
-def test_cache_clear_removes_everything(box: Sandbox) -> None:
+def test_cache_clear_removes_everything(box: Operator) -> None:
     (cleared,) = box.json("cache", "clear", "--yes")["hosts"]
     assert cleared["removed"] == len(SOURCES)
     assert box.json("cache", "stats")["hosts"][0]["entries"] == 0
 
 
-def test_health_is_exit_0_then_1_when_the_service_is_stopped(box: Sandbox) -> None:
+def test_health_is_exit_0_then_1_when_the_service_is_stopped(box: Operator) -> None:
     done = box.irisctl("health")
     assert done.returncode == 0, done.stdout + done.stderr
     # The socket unit would start the service again on the next connection (that is what
