@@ -26,9 +26,13 @@ $(VENV)/.installed: pyproject.toml service/pyproject.toml
 	$(PY) -m pip install -q -e ./service -e '.[dev]'
 	touch $@
 
+# Python: ruff and mypy (its files and settings are [tool.mypy] in pyproject.toml); YAML:
+# yamllint (.yamllint) and ansible-lint on the production profile (.ansible-lint).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/yamllint .
 	cd $(CURDIR) && $(VENV)/bin/ansible-lint --profile production roles playbooks
 
 test: install lint
