@@ -1,8 +1,9 @@
 """Real systemd hosts for the whole run: one sandbox, brought up once and shared by every test.
 
-converge -> idempotence -> verify (test_converge.py) -> lifecycle (test_lifecycle.py), after
-Molecule's sequence, on the hosts site.yml converges; irisctl end to end (test_irisctl.py) on a
-host of its own. Skips with one line where hosts cannot run (no root, no systemd-nspawn).
+converge -> idempotence -> verify (test_converge.py) -> edge (test_edge.py), irisctl end to end
+(test_irisctl.py) and lifecycle (test_lifecycle.py), after Molecule's sequence: every host is
+converged once per run, then each story works on a host of its own. Skips with one line where
+hosts cannot run (no root, no systemd-nspawn).
 """
 
 from __future__ import annotations
@@ -58,14 +59,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="session")
 def converged(sandbox: Sandbox) -> Sandbox:
-    """site.yml twice on the site hosts: the first run must succeed, the second is kept for the
-    idempotence test. The irisctl host is left bare for `irisctl provision`."""
+    """site.yml twice on every host: the first run must succeed, the second is kept for the
+    idempotence test."""
     release = sandbox.releases[V1]
-    limit = ",".join(host.name for host in sandbox.site_hosts)
     for _ in range(2):
-        run = sandbox.play(
-            "site.yml", limit=limit, service_wheelhouse_dir=str(release.path), service_version=V1
-        )
+        run = sandbox.play("site.yml", service_wheelhouse_dir=str(release.path), service_version=V1)
         sandbox.converges.append(run)
         if run.rc != 0:
             pytest.fail(f"converge failed: {run.explain()}")

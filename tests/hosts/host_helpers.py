@@ -23,12 +23,13 @@ V1, V2 = "1.0.0", "1.1.0"
 # Broken releases, one per way a release fails its health gate (rolled back automatically).
 BROKEN, DYING, HANGING = "1.2.0", "1.2.1", "1.2.2"
 BREAKAGES = {BROKEN: "fails-at-import", DYING: "workers-die", HANGING: "never-answers"}
-# One host per story, so no test sees the state another left behind: site.yml converges the
-# lifecycle and edge hosts (test_converge, test_lifecycle, test_edge); the irisctl host starts
-# bare and is driven only through the console script (test_irisctl).
+# One converge for the whole run (site.yml on every host), then one host per story so no test
+# sees the state another left behind: test_lifecycle, test_edge and test_irisctl (driven only
+# through the console script) each work on their own host.
 LIFECYCLE_HOST, EDGE_HOST, IRISCTL_HOST = 0, 1, 2  # indexes into SandboxInfo.hosts
-SITE_HOSTS = (LIFECYCLE_HOST, EDGE_HOST)
 HOST_COUNT = 3
+# The hosts test_converge verifies one by one (all hosts are converged alike).
+VERIFIED_HOSTS = (LIFECYCLE_HOST, EDGE_HOST)
 API_KEY = "sandbox-key"  # inventory/sandbox/group_vars/iris.yml: service_api_key
 ANSIBLE_PLAYBOOK = Path(os.environ.get("VIRTUAL_ENV", project_root() / ".venv")) / "bin"
 
@@ -202,11 +203,6 @@ class Sandbox:
     @property
     def inventory(self) -> Path:
         return self.info.inventory
-
-    @property
-    def site_hosts(self) -> list[Host]:
-        """The hosts the session converges with site.yml."""
-        return [self.info.hosts[i] for i in SITE_HOSTS]
 
     def play(
         self, name: str, limit: str | None = None, check: bool = False, **extra_vars: object

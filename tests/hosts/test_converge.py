@@ -6,13 +6,13 @@ import re
 
 import pytest
 import testinfra
-from host_helpers import SITE_HOSTS, V1, Sandbox, https, served_certificate
+from host_helpers import V1, VERIFIED_HOSTS, Sandbox, https, served_certificate
 from irisctl.sandbox.hosts import Host
 
 SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 
 
-@pytest.fixture(scope="session", params=SITE_HOSTS, ids=lambda i: f"host{i + 1}")
+@pytest.fixture(scope="session", params=VERIFIED_HOSTS, ids=lambda i: f"host{i + 1}")
 def host(request: pytest.FixtureRequest, converged: Sandbox) -> tuple[Host, object]:
     target = converged.info.hosts[request.param]
     machine = testinfra.get_host(
@@ -27,7 +27,7 @@ def host(request: pytest.FixtureRequest, converged: Sandbox) -> tuple[Host, obje
 def test_first_converge_succeeds_on_every_host(converged: Sandbox) -> None:
     first = converged.converges[0]
     assert first.rc == 0, first.explain()
-    assert set(first.stats) == {h.name for h in converged.site_hosts}
+    assert set(first.stats) == {h.name for h in converged.info.hosts}
     assert all(s["failed"] == 0 and s["unreachable"] == 0 for s in first.stats.values())
     assert first.total("changed") > 0
 

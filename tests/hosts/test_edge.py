@@ -284,7 +284,7 @@ def test_a_backend_too_slow_gets_a_json_504(box: Sandbox, edge: Host) -> None:
 # -------------------------------------------------------------- sandboxed units ---
 def test_every_unit_the_project_installs_or_drops_in_scores_at_most_4_9(box: Sandbox) -> None:
     scores: dict[str, float] = {}
-    for host in box.site_hosts:
+    for host in box.info.hosts:
         services = project_services(host)
         assert services >= PROJECT_SERVICES, f"{host.name}: found only {sorted(services)}"
         scores.update({f"{host.name}:{unit}": exposure(host, unit) for unit in sorted(services)})

@@ -1,10 +1,10 @@
 """irisctl end to end against a real sandbox host: the console script, real plays, real exit codes.
 
-The irisctl host is one of the session's sandbox hosts, bare until these tests provision it; every
+The irisctl host is one of the session's sandbox hosts, converged with the others (at V1); every
 command is limited to it (`irisctl --limit`), so the other hosts' stories are not touched. Order
-matters (one host, one story): provision, deploy two versions, releases, rollback, restart, logs,
-the deploy lock, a failed deploy, cache after real analyses, cache clear, health healthy then
-unhealthy.
+matters (one host, one story): provision, deploy a second version, releases, rollback, restart,
+logs, the deploy lock, a failed deploy, cache after real analyses, cache clear, health healthy
+then unhealthy.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from host_helpers import IRISCTL_HOST, Sandbox, https
+from host_helpers import IRISCTL_HOST, V1, Sandbox, https
 from irisctl.errors import EXIT_FAILED, EXIT_LOCKED
 from irisctl.sandbox import hosts
 from irisctl.sandbox.broken_releases import build_broken_release
 from irisctl.sandbox.hosts import Host
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
-# Versions of this story only (built by `irisctl` itself); test_lifecycle has its own host.
-V1, V2 = "1.0.0", "1.0.1"
+# The second version of this story (built by `irisctl` itself); V1 is the converged one.
+V2 = "1.0.1"
 SOURCES = {
     "a.py": "def add(a, b):\n    return a + b\n",
     "b.py": "class Stack:\n    def __init__(self):\n        self.items = []\n",
@@ -102,8 +102,8 @@ class Operator:
 
 
 @pytest.fixture(scope="module")
-def box(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Operator:
-    return Operator(sandbox, tmp_path_factory.mktemp("operator-home"))
+def box(converged: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Operator:
+    return Operator(converged, tmp_path_factory.mktemp("operator-home"))
 
 
 def test_provision_then_deploy_a_second_version(box: Operator) -> None:
