@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from irisctl.errors import ConfigError, IrisctlError
 
@@ -46,7 +47,7 @@ class LogEvent:
         return f"{moment} {self.stream} {self.message.rstrip()}"
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client() -> Any:
     import boto3
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION

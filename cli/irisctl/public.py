@@ -29,7 +29,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 def _address_for(domain: str, fallback: str) -> str:
     """The domain's own address when it resolves, else the inventory's ``ansible_host``."""
     try:
-        return socket.getaddrinfo(domain, 443, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(domain, 443, type=socket.SOCK_STREAM)[0][4][0])
     except (socket.gaierror, UnicodeError):
         return fallback
 

@@ -315,6 +315,11 @@ class _StandinServer(ThreadingHTTPServer):
         self.state = state
         self.verbose = verbose
 
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
+
 
 @dataclass
 class StandinHandle:
@@ -325,8 +330,7 @@ class StandinHandle:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.server.url
 
     @property
     def base_url(self) -> str:
@@ -381,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     state = StandinState()
     state.configure(args.delay, args.mode)
     server = _StandinServer((args.host, args.port), state, args.verbose)
-    host, port = server.server_address[:2]
-    print(f"model stand-in listening on http://{host}:{port}/v1", flush=True)
+    print(f"model stand-in listening on {server.url}/v1", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
