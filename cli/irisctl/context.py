@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import click
 
 from irisctl import render
 from irisctl.inventory import ResolvedInventory, resolve_inventory
-from irisctl.ops import Target
+from irisctl.ops.target import Target
+from irisctl.sandbox.hosts import sandbox_ca_bundle
 
 CA_BUNDLE_ENV = "IRISCTL_CA_BUNDLE"
 
@@ -39,22 +38,6 @@ class Options:
         show = progress or self.verbosity > 0
         printer = render.ProgressPrinter(raw=self.verbosity > 0) if show else None
         return Target(resolved.path, self.limit, self.verbosity, printer, ca_bundle)
-
-
-def sandbox_ca_bundle() -> str | None:
-    """The sandbox's ACME root (pebble makes a new one at every start), written to a file so
-    `health` can verify the sandbox host's certificate; None when pebble is not running."""
-    try:
-        from irisctl.sandbox import hosts
-
-        pem = hosts.pebble_roots()
-    except Exception:  # no pebble, no sandbox: the public check then says why it fails
-        return None
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "irisctl"
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / "sandbox-ca.pem"
-    path.write_text(pem)
-    return str(path)
 
 
 pass_options = click.make_pass_decorator(Options)

@@ -1,11 +1,16 @@
-"""Which inventory irisctl talks to: ``-i`` > ``IRISCTL_INVENTORY`` > config file > sandbox."""
+"""The inventory: which one irisctl talks to, and its hosts as Ansible resolves them.
+
+Which one: ``-i`` > ``IRISCTL_INVENTORY`` > config file > the sandbox's.
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from irisctl.errors import ConfigError
 from irisctl.paths import project_root
@@ -16,7 +21,7 @@ CONFIG_NAME = "irisctl.toml"
 
 
 def sandbox_inventory() -> Path:
-    """Where ``irisctl sandbox up`` writes the sandbox inventory."""
+    """Where ``irisctl sandbox up`` writes the sandbox inventory (the default inventory)."""
     return project_root() / "inventory" / "sandbox" / "hosts.ini"
 
 
@@ -77,3 +82,34 @@ def resolve_inventory(option: str | None) -> ResolvedInventory:
     if not candidate.exists():
         raise ConfigError(f"inventory {candidate} (from {source}) does not exist")
     return ResolvedInventory(candidate.resolve(), source)
+
+
+def iris_hosts(
+    inventory: Path, limit: str | None, defaults_files: Sequence[Path] = ()
+) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """(name, variables, templar) of each ``iris`` host, as Ansible resolves them.
+
+    In-process (no ansible-playbook child to clean up). ``defaults_files`` (role defaults)
+    come first, so the inventory overrides them as it does in the plays.
+    """
+    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    manager = InventoryManager(loader=loader, sources=[str(inventory)])
+    if limit:
+        manager.subset(limit)
+    hosts = manager.get_hosts("iris")
+    if not hosts:
+        where = f"--limit {limit}" if limit else "the inventory's `iris` group"
+        raise ConfigError(f"no host matched {where}")
+    defaults: dict[str, Any] = {}
+    for path in defaults_files:
+        defaults.update(loader.load_from_file(str(path)) or {})
+    variables = VariableManager(loader=loader, inventory=manager)
+    for host in hosts:
+        values = {**defaults, **variables.get_vars(host=host)}
+        yield host.name, values, Templar(loader=loader, variables=values)

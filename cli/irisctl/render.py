@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from irisctl.reports import human_bytes, human_duration
+from irisctl.humanize import human_bytes, human_duration
 from irisctl.runner import PlayEvent
 
 # Piped output keeps whole lines (no 80-column truncation of host names and versions).

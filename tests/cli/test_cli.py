@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from irisctl import inventory, ops
+from irisctl import inventory
+from irisctl.commands import cache as cache_command
 from irisctl.main import cli
+from irisctl.ops.target import Target
 
 COMMANDS = [
     ["sandbox", "up"],
@@ -128,7 +130,7 @@ def test_deploy_from_missing_path_is_exit_3(invoke, local_inventory) -> None:
 
 def test_cache_clear_asks_and_aborts_on_no(invoke, local_inventory, monkeypatch) -> None:
     called = []
-    monkeypatch.setattr(ops, "cache_clear", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(cache_command, "cache_clear", lambda *a, **k: called.append(1))
     result = invoke("-i", str(local_inventory), "cache", "clear", input="n\n")
     assert result.exit_code == 1 and not called
     assert "Remove ALL entries" in result.output
@@ -169,7 +171,7 @@ def test_cache_stats_json_passes_the_admin_tool_through(
 ) -> None:
     stats = {"entries": 2, "bytes": 100, "hit_rate": 0.5, "model_calls": 2, "cost_spent_usd": 0.1}
     monkeypatch.setattr(
-        ops, "_reports", lambda target, playbook, **kw: {"local-1": {"rc": 0, "result": stats}}
+        Target, "reports", lambda self, playbook, **kw: {"local-1": {"rc": 0, "result": stats}}
     )
     result = invoke("-i", str(local_inventory), "cache", "stats", "--json")
     assert result.exit_code == 0

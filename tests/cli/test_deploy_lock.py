@@ -14,8 +14,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from irisctl import ops
-from irisctl.errors import EXIT_LOCKED, DeployLockedError
+from irisctl.errors import EXIT_LOCKED, DeployLockedError, IrisctlError
+from irisctl.ops import deploy
+from irisctl.ops.lock import release_deploy_lock, unlock
+from irisctl.ops.target import Target
 from irisctl.paths import project_root
 from irisctl.runner import run_playbook
 
@@ -96,18 +98,18 @@ def test_lock_play_takes_the_lock_and_a_second_deploy_is_refused_with_its_holder
 
 def test_unlock_play_removes_any_lock_and_reports_its_age(lock_inventory: Path) -> None:
     run_playbook("lock", lock_inventory, extravars=lock_vars("aaa"))
-    data = ops.unlock(ops.Target(lock_inventory))
+    data = unlock(Target(lock_inventory))
     (host,) = data["hosts"]
     assert host["removed"] is True and host["lock"]["holder"] == "alice@laptop"
     assert host["age_seconds"] >= 0
-    assert ops.unlock(ops.Target(lock_inventory))["hosts"][0]["removed"] is False
+    assert unlock(Target(lock_inventory))["hosts"][0]["removed"] is False
 
 
 def test_a_deploy_releases_only_its_own_lock(lock_inventory: Path, tmp_path: Path) -> None:
     run_playbook("lock", lock_inventory, extravars=lock_vars("aaa"))
-    ops.release_deploy_lock(ops.Target(lock_inventory), {"iris_deploy_lock_token": "zzz"})
+    release_deploy_lock(Target(lock_inventory), {"iris_deploy_lock_token": "zzz"})
     assert (tmp_path / "deploy.lock").exists()
-    ops.release_deploy_lock(ops.Target(lock_inventory), {"iris_deploy_lock_token": "aaa"})
+    release_deploy_lock(Target(lock_inventory), {"iris_deploy_lock_token": "aaa"})
     assert not (tmp_path / "deploy.lock").exists()
 
 
@@ -116,9 +118,9 @@ def test_refused_deploy_builds_nothing_and_keeps_the_other_lock(
 ) -> None:
     run_playbook("lock", lock_inventory, extravars=lock_vars("other", holder="bob@desk"))
     built: list[object] = []
-    monkeypatch.setattr(ops, "prepare_release", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(deploy, "prepare_release", lambda *a, **k: built.append(a))
     with pytest.raises(DeployLockedError) as caught:
-        ops.deploy(ops.Target(lock_inventory), version="2.0.0")
+        deploy.deploy(Target(lock_inventory), version="2.0.0")
     assert caught.value.data["lock"]["holder"] == "bob@desk"
     assert built == []
     assert json.loads((tmp_path / "deploy.lock").read_text())["token"] == "other"
@@ -129,11 +131,11 @@ def test_a_failed_build_releases_the_lock_it_took(
 ) -> None:
     def broken_build(*_args: object, **_kwargs: object) -> None:
         assert (tmp_path / "deploy.lock").exists()  # taken before the build
-        raise ops.IrisctlError("build failed: no compiler")
+        raise IrisctlError("build failed: no compiler")
 
-    monkeypatch.setattr(ops, "prepare_release", broken_build)
-    with pytest.raises(ops.IrisctlError, match="no compiler"):
-        ops.deploy(ops.Target(lock_inventory), version="2.0.0")
+    monkeypatch.setattr(deploy, "prepare_release", broken_build)
+    with pytest.raises(IrisctlError, match="no compiler"):
+        deploy.deploy(Target(lock_inventory), version="2.0.0")
     assert not (tmp_path / "deploy.lock").exists()
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from irisctl import reports
-from irisctl.logs import READER, LogQuery, _without_control_master, host_streams
+from irisctl.ops.follow import _without_control_master, host_streams
+from irisctl.ops.logs import READER, LogQuery, merge_log_records, parse_log_records
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
 
@@ -179,7 +179,7 @@ def test_query_reader_args_default_to_the_service_files() -> None:
 
 def test_parse_log_records_skips_what_is_not_a_record() -> None:
     output = '{"source": "error", "time": null, "line": "x"}\r\nWarning: stray\n\n{"a": 1}\n'
-    assert reports.parse_log_records(output) == [{"source": "error", "time": None, "line": "x"}]
+    assert parse_log_records(output) == [{"source": "error", "time": None, "line": "x"}]
 
 
 def test_merge_log_records_orders_hosts_by_time_keeping_untimed_in_place() -> None:
@@ -189,7 +189,7 @@ def test_merge_log_records_orders_hosts_by_time_keeping_untimed_in_place() -> No
         {"host": "a", "source": "s", "time": "2025-03-01T10:00:03.000Z", "line": "a3"},
         {"host": "b", "source": "s", "time": "2025-03-01T10:00:02.000Z", "line": "b2"},
     ]
-    merged = [r["line"] for r in reports.merge_log_records(records)]
+    merged = [r["line"] for r in merge_log_records(records)]
     assert merged == ["a1", "a1 again", "b2", "a3"]
 
 
@@ -228,7 +228,7 @@ def test_follow_runs_the_reader_over_ssh_with_the_inventory_settings(tmp_path: P
 
 def test_the_cloudwatch_agent_ships_the_files_logs_reads_by_default() -> None:
     import yaml
-    from irisctl.logs import DEFAULT_FILES, LOG_FILES
+    from irisctl.ops.logs import DEFAULT_FILES, LOG_FILES
     from irisctl.paths import project_root
 
     roles = project_root() / "roles"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from irisctl import reports
+from irisctl import humanize
+from irisctl.ops import reports
 
 NOW = 1_800_000_000
 
@@ -28,18 +29,18 @@ ActiveEnterTimestamp=
     [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800)],
 )
 def test_parse_duration_accepts_units(text: str, seconds: int) -> None:
-    assert reports.parse_duration(text) == seconds
+    assert humanize.parse_duration(text) == seconds
 
 
 def test_parse_duration_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="not a duration"):
-        reports.parse_duration("soon")
+        humanize.parse_duration("soon")
 
 
 def test_parse_since_takes_age_or_iso_time() -> None:
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    assert reports.parse_since("30m", now) == datetime(2026, 1, 1, 11, 30, tzinfo=UTC)
-    assert reports.parse_since("2026-01-01T10:00:00", now).tzinfo is UTC
+    assert humanize.parse_since("30m", now) == datetime(2026, 1, 1, 11, 30, tzinfo=UTC)
+    assert humanize.parse_since("2026-01-01T10:00:00", now).tzinfo is UTC
 
 
 def test_unit_state_reports_uptime_of_active_unit_and_missing_unit() -> None:

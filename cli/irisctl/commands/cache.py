@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP, EXIT_FAILED, ConfigError
-from irisctl.reports import parse_duration
+from irisctl.humanize import parse_duration
+from irisctl.ops.cache import cache_clear, cache_inspect, cache_stats
 
 _KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -39,7 +40,7 @@ def stats(opts: Options, as_json: bool) -> None:
       irisctl cache stats --json | jq '.hosts[].hit_rate'
     """
     with render.working("reading cache stats"):
-        data = ops.cache_stats(opts.target(progress=False))
+        data = cache_stats(opts.target(progress=False))
     if as_json:
         render.emit_json(data)
     else:
@@ -67,9 +68,9 @@ def inspect(
     """
     path = Path(key_or_file)
     if path.is_file():
-        data = ops.cache_inspect(opts.target(progress=False), file=path, language=language)
+        data = cache_inspect(opts.target(progress=False), file=path, language=language)
     elif _KEY_RE.match(key_or_file):
-        data = ops.cache_inspect(opts.target(progress=False), key=key_or_file.lower())
+        data = cache_inspect(opts.target(progress=False), key=key_or_file.lower())
     else:
         raise ConfigError(f"{key_or_file} is neither a local file nor a cache key (64 hex)")
     if as_json:
@@ -114,7 +115,7 @@ def clear(opts: Options, older_than: int | None, yes: bool, as_json: bool) -> No
         what = f"entries older than {older_than}s" if older_than is not None else "ALL entries"
         click.confirm(f"Remove {what} from the cache on {target.limit or 'all hosts'}?", abort=True)
     with render.working("clearing the cache"):
-        data = ops.cache_clear(target, older_than=older_than)
+        data = cache_clear(target, older_than=older_than)
     if as_json:
         render.emit_json(data)
     else:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
+from irisctl.ops.deploy import deploy, raise_if_unhealthy
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def release_options(func):  # type: ignore[no-untyped-def]
+def release_options(func: F) -> F:
     """--version / --from / --check, shared by deploy and provision."""
     func = click.option(
         "--check",
@@ -34,7 +39,7 @@ def release_options(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def show_result(data: dict, as_json: bool, what: str) -> None:  # type: ignore[type-arg]
+def show_result(data: dict[str, Any], as_json: bool, what: str) -> None:
     if as_json:
         render.emit_json(data)
     elif data.get("check"):
@@ -42,7 +47,7 @@ def show_result(data: dict, as_json: bool, what: str) -> None:  # type: ignore[t
     else:
         render.summary(data)
     if not data.get("check"):
-        ops.raise_if_unhealthy(data, what)
+        raise_if_unhealthy(data, what)
 
 
 @click.command("deploy", epilog=EXIT_CODES_HELP)
@@ -76,7 +81,7 @@ def command(
       irisctl deploy --check              # what would change, nothing changed
       irisctl deploy --release-lock       # a crashed deploy left its lock behind
     """
-    data = ops.deploy(
+    data = deploy(
         opts.target(),
         version=version,
         from_path=from_path,

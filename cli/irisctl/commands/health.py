@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP, EXIT_FAILED
+from irisctl.ops.reports import health
 
 
 @click.command("health", epilog=EXIT_CODES_HELP)
@@ -42,7 +43,7 @@ def command(
       irisctl health || irisctl logs --lines 50
     """
     with render.working("checking health"):
-        data = ops.health(opts.target(progress=False), public=public, min_cert_days=min_cert_days)
+        data = health(opts.target(progress=False), public=public, min_cert_days=min_cert_days)
     if as_json:
         render.emit_json(data)
     else:

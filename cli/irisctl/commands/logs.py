@@ -15,9 +15,10 @@ import click
 from irisctl import cloudwatch, render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
-from irisctl.logs import JOURNAL_UNITS, LOG_FILES, UNITS, LogQuery, follow_logs, host_streams
-from irisctl.logs import read_logs as read_host_logs
-from irisctl.reports import parse_since
+from irisctl.humanize import parse_since
+from irisctl.ops.follow import follow_logs, host_streams
+from irisctl.ops.logs import JOURNAL_UNITS, LOG_FILES, UNITS, LogQuery
+from irisctl.ops.logs import read_logs as read_host_logs
 
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # and SIGTERM/SIGHUP: 128 + their number
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.commands.deploy import release_options, show_result
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
+from irisctl.ops.deploy import provision
 
 
 @click.command("provision", epilog=EXIT_CODES_HELP)
@@ -29,7 +30,7 @@ def command(
       irisctl sandbox up && irisctl provision
       irisctl -i inventory/production --limit iris-2 provision --check
     """
-    data = ops.provision(
+    data = provision(
         opts.target(), version=version, from_path=from_path, check=check, on_step=render.step
     )
     show_result(data, as_json, f"provisioned with {data.get('version')}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
+from irisctl.ops.reports import releases
 
 
 @click.command("releases", epilog=EXIT_CODES_HELP)
@@ -21,7 +22,7 @@ def command(opts: Options, as_json: bool) -> None:
       irisctl releases --json | jq -r '.hosts[0].current'
     """
     with render.working("listing releases"):
-        data = ops.releases(opts.target(progress=False))
+        data = releases(opts.target(progress=False))
     if as_json:
         render.emit_json(data)
     else:

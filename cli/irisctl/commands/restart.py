@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
+from irisctl.ops.deploy import raise_if_unhealthy, restart
 
 
 @click.command("restart", epilog=EXIT_CODES_HELP)
@@ -20,9 +21,9 @@ def command(opts: Options, as_json: bool) -> None:
       irisctl restart
       irisctl --limit iris-1 restart
     """
-    data = ops.restart(opts.target())
+    data = restart(opts.target())
     if as_json:
         render.emit_json(data)
     else:
         render.summary(data)
-    ops.raise_if_unhealthy(data, "restarted")
+    raise_if_unhealthy(data, "restarted")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
+from irisctl.ops.deploy import raise_if_unhealthy, rollback
 
 
 @click.command("rollback", epilog=EXIT_CODES_HELP)
@@ -22,9 +23,9 @@ def command(opts: Options, version: str | None, as_json: bool) -> None:
       irisctl rollback 1.3.2
       irisctl releases                    # which versions are installed
     """
-    data = ops.rollback(opts.target(), version)
+    data = rollback(opts.target(), version)
     if as_json:
         render.emit_json(data)
     else:
         render.summary(data)
-    ops.raise_if_unhealthy(data, "rolled back")
+    raise_if_unhealthy(data, "rolled back")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
+from irisctl.ops.reports import status
 
 
 @click.command("status", epilog=EXIT_CODES_HELP)
@@ -21,7 +22,7 @@ def command(opts: Options, as_json: bool) -> None:
       irisctl -i inventory/production --limit iris-1 status --json
     """
     with render.working("reading status"):
-        data = ops.status(opts.target(progress=False))
+        data = status(opts.target(progress=False))
     if as_json:
         render.emit_json(data)
     else:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from irisctl import ops, render
+from irisctl import render
 from irisctl.context import Options, json_option, pass_options
 from irisctl.errors import EXIT_CODES_HELP
+from irisctl.ops.lock import unlock
 
 
 @click.command("unlock", epilog=EXIT_CODES_HELP)
@@ -23,7 +24,7 @@ def command(opts: Options, as_json: bool) -> None:
       irisctl unlock
       irisctl deploy --release-lock       # the same, then deploy
     """
-    data = ops.unlock(opts.target())
+    data = unlock(opts.target())
     if as_json:
         render.emit_json(data)
         return

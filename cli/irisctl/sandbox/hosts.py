@@ -129,6 +129,20 @@ def pebble_roots() -> str:
         return resp.read().decode()
 
 
+def sandbox_ca_bundle() -> str | None:
+    """The sandbox's ACME root (pebble makes a new one at every start), written to a file so
+    `health` can verify the sandbox host's certificate; None when pebble is not running."""
+    try:
+        pem = pebble_roots()
+    except Exception:  # no pebble, no sandbox: the public check then says why it fails
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "irisctl"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / "sandbox-ca.pem"
+    path.write_text(pem)
+    return str(path)
+
+
 def ssh_command(host: Host, user: str = "ec2-user") -> list[str]:
     return [
         "ssh",

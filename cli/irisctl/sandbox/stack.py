@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from irisctl.inventory import sandbox_inventory
 from irisctl.paths import project_root
 from irisctl.sandbox import hosts
-from irisctl.sandbox.hosts import BRIDGE_ADDRESS, PEBBLE_DIRECTORY, Host, SandboxError
+from irisctl.sandbox.hosts import BRIDGE_ADDRESS, PEBBLE_DIRECTORY, Host, SandboxError, key_path
 
 STATE_FILE = hosts.STATE_DIR / "stack.json"
 LOG_DIR = hosts.STATE_DIR / "stack"
@@ -43,7 +44,7 @@ class SandboxInfo:
     model_url: str
     secrets_endpoint: str
     pebble_directory: str = PEBBLE_DIRECTORY
-    ssh_key: Path = field(default_factory=hosts.key_path)
+    ssh_key: Path = field(default_factory=key_path)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -52,7 +53,8 @@ class SandboxInfo:
 
 
 def default_inventory() -> Path:
-    return project_root() / "inventory" / "sandbox" / "hosts.ini"
+    """Where the sandbox's inventory goes unless told otherwise: irisctl's default one."""
+    return sandbox_inventory()
 
 
 def sandbox_hosts(count: int) -> list[Host]:

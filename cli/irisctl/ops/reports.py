@@ -1,63 +1,59 @@
-"""Turn the raw ``iris_report`` of the read-only playbooks into the shapes irisctl prints.
+"""What each host reports: ``irisctl status``, ``releases`` and ``health``.
 
-Pure functions over strings and dicts: everything here is unit-tested without a host.
+The plays print a raw ``iris_report`` (the probe in ``playbooks/tasks/iris_probe.yml``); the
+pure functions below turn it into the shapes irisctl prints, unit-tested without a host.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from irisctl.humanize import human_bytes
+from irisctl.ops.target import Target
+from irisctl.public import check_public_endpoint
 
 
-def parse_duration(text: str) -> int:
-    """``90``, ``90s``, ``15m``, ``2h``, ``7d``, ``1w`` -> seconds; ValueError otherwise."""
-    match = _DURATION_RE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 2h, 7d")
-    return int(float(match[1]) * _UNIT_SECONDS[match[2].lower()])
+def status(target: Target) -> dict[str, Any]:
+    raw = target.reports("status")
+    return {"hosts": [build_status(host, report) for host, report in raw.items()]}
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """A duration ago (``15m``) or an ISO 8601 time (UTC when no zone is given)."""
-    now = now or datetime.now(UTC)
-    try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a duration (15m, 2h) nor an ISO time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def releases(target: Target) -> dict[str, Any]:
+    raw = target.reports("releases")
+    return {"hosts": [build_releases(host, report) for host, report in raw.items()]}
 
 
-def human_bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
+def health(target: Target, *, public: bool = True, min_cert_days: int = 14) -> dict[str, Any]:
+    """Deep checks on each host plus the public HTTPS endpoint from here; never raises on
+    an unhealthy host (the caller decides the exit code from ``healthy``)."""
+    hosts = []
+    for host, report in target.reports("health").items():
+        checks = health_checks(report, min_cert_days=min_cert_days)
+        if public:
+            checks.append(
+                check_public_endpoint(
+                    report.get("domain") or "",
+                    report.get("address") or host,
+                    ca_bundle=target.ca_bundle,
+                )
+            )
+        body = report.get("local_body")
+        hosts.append(
+            {
+                "host": host,
+                "healthy": all(c["ok"] for c in checks),
+                "version": release_version(report.get("current") or ""),
+                "serving_version": body.get("version") if isinstance(body, dict) else None,
+                "checks": checks,
+            }
+        )
+    return {"healthy": bool(hosts) and all(h["healthy"] for h in hosts), "hosts": hosts}
 
 
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            rest = seconds % size
-            sub = {"d": ("h", 3600), "h": ("m", 60), "m": ("s", 1)}[unit]
-            return f"{seconds // size}{unit}" + (f" {rest // sub[1]}{sub[0]}" if rest else "")
-    return f"{seconds}s"
+# ---------------------------------------------------------------- raw report -> shape ---
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -157,38 +153,6 @@ def build_releases(host: str, raw: dict[str, Any]) -> dict[str, Any]:
         )
     releases.sort(key=lambda r: r["installed"] or "", reverse=True)
     return {"host": host, "current": current, "releases": releases}
-
-
-def parse_log_record(text: str) -> dict[str, Any] | None:
-    """One JSON line of ``playbooks/files/iris_logs.py`` -> {source, time, line}, or None
-    for anything else on its output (a terminal's stray text, an empty line)."""
-    text = text.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        raw = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("line"), str):
-        return None
-    return {"source": str(raw.get("source") or "-"), "time": raw.get("time"), "line": raw["line"]}
-
-
-def parse_log_records(output: str) -> list[dict[str, Any]]:
-    """Every record in the reader's output, in the order written."""
-    return [r for r in map(parse_log_record, output.splitlines()) if r is not None]
-
-
-def merge_log_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records of several hosts in time order (ISO 8601 UTC times sort as text); a record
-    without a time keeps the time of the one before it on its host."""
-    keyed = []
-    last: dict[str, str] = {}
-    for index, record in enumerate(records):
-        moment = record.get("time") or last.get(record["host"], "")
-        last[record["host"]] = moment
-        keyed.append((moment, index, record))
-    return [record for _moment, _index, record in sorted(keyed, key=lambda k: k[:2])]
 
 
 def health_checks(

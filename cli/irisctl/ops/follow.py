@@ -1,10 +1,9 @@
-"""What ``irisctl logs`` reads: a snapshot through ``playbooks/logs.yml``, or a live stream.
+"""``irisctl logs --follow``: the log reader running live on each host, records as they come.
 
-Both run the same host-side reader, ``playbooks/files/iris_logs.py``, which prints one JSON
-record per line (source, time, line): the play ships it with ``ansible.builtin.script``; a
-follow starts it with ``--follow`` over each host's own connection (ssh or local, with the
-settings Ansible resolves from the inventory), one long-running process per host, so new
-lines arrive as they are written and stopping is killing those processes.
+The reader (``playbooks/files/iris_logs.py``) runs with ``--follow`` over each host's own
+connection (ssh or local, with the settings Ansible resolves from the inventory), one
+long-running process per host, so new lines arrive as they are written and stopping is
+killing those processes.
 """
 
 from __future__ import annotations
@@ -16,38 +15,15 @@ import selectors
 import shlex
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irisctl import reports
 from irisctl.errors import ConfigError, IrisctlError
-from irisctl.paths import playbooks_dir, project_root
-
-READER = playbooks_dir() / "files" / "iris_logs.py"
-
-# What --unit names; values are templated with each host's variables (the service role's
-# defaults, overridden by the inventory), like every path the playbooks use.
-LOG_FILES = {
-    "access": "{{ service_log_dir }}/access.log",
-    "error": "{{ service_log_dir }}/error.log",
-    "nginx-access": "/var/log/nginx/access.log",
-    "nginx-error": "/var/log/nginx/error.log",
-}
-# By default: what the service itself wrote, its access and error lines merged in time order.
-DEFAULT_FILES = ("access", "error")
-JOURNAL_UNITS = {
-    "service": ("{{ service_unit }}.service",),
-    "socket": ("{{ service_unit }}.socket",),
-    "nginx": ("nginx.service",),
-    # the renewal's unit names differ between OS families (roles/certbot/vars)
-    "certbot": ("certbot.service", "certbot.timer", "certbot-renew.service", "certbot-renew.timer"),
-    "cloudwatch-agent": ("amazon-cloudwatch-agent.service",),
-    "ssm-agent": ("amazon-ssm-agent.service",),
-}
-UNITS = (*JOURNAL_UNITS, *LOG_FILES)
+from irisctl.inventory import iris_hosts
+from irisctl.ops.logs import READER, LogQuery, host_record, parse_log_record
+from irisctl.paths import project_root
 
 # `python3 -c BOOTSTRAP N ARGS`: read the reader's N bytes of code from standard input, run it.
 # The code travels on stdin (not the command line, which sudo logs), and stdin stays open:
@@ -59,87 +35,11 @@ _BOOTSTRAP = (
 
 
 @dataclass(frozen=True)
-class LogQuery:
-    """One logs request: a ``--unit`` (None: the service's own files) and its filters."""
-
-    unit: str | None = None
-    lines: int = 50
-    since: datetime | None = None
-    grep: str | None = None
-
-    def reader_args(self, follow: bool = False) -> list[str]:
-        """The reader's arguments, with ``{{ var }}`` templates the host's variables fill in."""
-        if self.unit in JOURNAL_UNITS:
-            args = [f"--unit={unit}" for unit in JOURNAL_UNITS[self.unit]]
-        else:
-            names = (self.unit,) if self.unit else DEFAULT_FILES
-            args = [f"--file={name}={LOG_FILES[name]}" for name in names]
-        args.append(f"--lines={self.lines}")
-        if self.since is not None:
-            args.append(f"--since={self.since.timestamp():.3f}")
-        if self.grep:
-            args.append(f"--grep={self.grep}")
-        if follow:
-            args.append("--follow")
-        return args
-
-
-def _record(host: str, raw: dict[str, Any]) -> dict[str, Any]:
-    return {"host": host, "source": raw["source"], "time": raw["time"], "line": raw["line"]}
-
-
-def read_logs(target: Any, query: LogQuery) -> list[dict[str, Any]]:
-    """The last ``query.lines`` records of each host, merged in time order (records without
-    a time keep their place after the one before). ``target`` is an :class:`ops.Target`."""
-    result = target.run("logs", extravars={"iris_logs_args": query.reader_args()})
-    missing = sorted(set(result.hosts) - set(result.reports))
-    if missing:
-        raise IrisctlError(f"logs returned no report for {', '.join(missing)}")
-    records = [
-        _record(host, raw)
-        for host, report in sorted(result.reports.items())
-        for raw in reports.parse_log_records(report.get("output") or "")
-    ]
-    return reports.merge_log_records(records)
-
-
-# ------------------------------------------------------------------------------ follow ---
-
-
-@dataclass(frozen=True)
 class HostStream:
     """How to run the reader on one host: the local argv (ssh, or the reader itself)."""
 
     host: str
     argv: list[str]
-
-
-def _ansible_hosts(inventory: Path, limit: str | None) -> Iterator[tuple[str, Any, Any]]:
-    """(name, variables, templar) of each ``iris`` host, as Ansible resolves them.
-
-    In-process (no ansible-playbook child to clean up); the service role's defaults come
-    first, so the inventory overrides them as it does in the plays.
-    """
-    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar
-    from ansible.vars.manager import VariableManager
-
-    loader = DataLoader()
-    manager = InventoryManager(loader=loader, sources=[str(inventory)])
-    if limit:
-        manager.subset(limit)
-    hosts = manager.get_hosts("iris")
-    if not hosts:
-        where = f"--limit {limit}" if limit else "the inventory's `iris` group"
-        raise ConfigError(f"no host matched {where}")
-    defaults_file = project_root() / "roles" / "service" / "defaults" / "main.yml"
-    defaults = loader.load_from_file(str(defaults_file)) or {}
-    variables = VariableManager(loader=loader, inventory=manager)
-    for host in hosts:
-        values = {**defaults, **variables.get_vars(host=host)}
-        yield host.name, values, Templar(loader=loader, variables=values)
 
 
 def _trusted(text: str) -> Any:
@@ -186,8 +86,11 @@ def host_streams(inventory: Path, limit: str | None, query: LogQuery) -> list[Ho
     """The command that runs the reader with ``--follow`` on each host."""
     from ansible import constants
 
+    # The variables the reader's arguments name (service_log_dir, service_unit): the service
+    # role's defaults, overridden by the inventory, as in the plays.
+    defaults = project_root() / "roles" / "service" / "defaults" / "main.yml"
     streams = []
-    for name, values, templar in _ansible_hosts(inventory, limit):
+    for name, values, templar in iris_hosts(inventory, limit, [defaults]):
 
         def var(key: str, default: Any = None, templar: Any = templar, values: Any = values) -> Any:
             value = values.get(key, default)
@@ -293,9 +196,9 @@ def follow_logs(streams: list[HostStream], on_record: Callable[[dict[str, Any]],
                 lines = (state.pending + data).split(b"\n")
                 state.pending = lines.pop()
                 for line in lines:
-                    raw = reports.parse_log_record(line.decode("utf-8", "replace"))
+                    raw = parse_log_record(line.decode("utf-8", "replace"))
                     if raw is not None:
-                        on_record(_record(state.host, raw))
+                        on_record(host_record(state.host, raw))
     finally:
         selector.close()
         _stop({id(s.proc): s.proc for s in running.values()}.values())
