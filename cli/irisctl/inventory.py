@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from irisctl.errors import ConfigError
-from irisctl.paths import project_root
+from irisctl.paths import playbooks_dir, project_root
 
 ENV_VAR = "IRISCTL_INVENTORY"
 CONFIG_ENV_VAR = "IRISCTL_CONFIG"
@@ -87,10 +87,10 @@ def resolve_inventory(option: str | None) -> ResolvedInventory:
 def iris_hosts(
     inventory: Path, limit: str | None, defaults_files: Sequence[Path] = ()
 ) -> Iterator[tuple[str, dict[str, Any], Any]]:
-    """(name, variables, templar) of each ``iris`` host, as Ansible resolves them.
+    """(name, variables, templar) of each ``iris`` host, as Ansible resolves them for a play.
 
     In-process (no ansible-playbook child to clean up). ``defaults_files`` (role defaults)
-    come first, so the inventory overrides them as it does in the plays.
+    come first; then, with a play's precedence, ``playbooks/group_vars`` and the inventory.
     """
     os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
     from ansible.inventory.manager import InventoryManager
@@ -99,6 +99,7 @@ def iris_hosts(
     from ansible.vars.manager import VariableManager
 
     loader = DataLoader()
+    loader.set_basedir(str(playbooks_dir()))  # playbook group_vars, as for the plays (not cwd's)
     manager = InventoryManager(loader=loader, sources=[str(inventory)])
     if limit:
         manager.subset(limit)
