@@ -39,6 +39,11 @@ SOURCES = {
 LANGUAGE = {".py": "python", ".js": "javascript"}
 # Operator settings that must not leak into the tests' irisctl runs.
 OPERATOR_ENV = ("IRISCTL_INVENTORY", "IRISCTL_CONFIG", "IRISCTL_CA_BUNDLE", "IRISCTL_DEBUG")
+# Hosts have Python, not curl: a health request made on the host itself.
+HEALTH_FROM_THE_HOST = (
+    "python3 -c 'import urllib.request as u; "
+    'u.urlopen("http://127.0.0.1:8080/api/iris/health", timeout=10).read()\''
+)
 
 
 class Operator:
@@ -166,7 +171,7 @@ def test_logs_follow_streams_new_requests_and_stops_on_sigterm(box: Operator) ->
         record = None
         while record is None:  # request until the follow, once connected, shows one
             assert time.monotonic() < deadline and follow.poll() is None, follow.stderr.read()
-            box.ssh("curl -s -o /dev/null http://127.0.0.1:8080/api/iris/health")
+            box.ssh(HEALTH_FROM_THE_HOST)
             with contextlib.suppress(queue.Empty):
                 record = json.loads(lines.get(timeout=2))
         assert record["source"] == "access" and "/api/iris/health" in record["line"]
