@@ -20,15 +20,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "cli"))
 
-from irisctl.context import sandbox_ca_bundle  # noqa: E402
 from irisctl.public import https_request  # noqa: E402
 from irisctl.sandbox import hosts, stack  # noqa: E402
+from irisctl.sandbox.hosts import sandbox_ca_bundle  # noqa: E402
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
 API_KEY = "sandbox-key"
@@ -86,15 +88,31 @@ def main() -> None:
     parser.add_argument("--requests-threads", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="leave a sandbox we started up")
     args = parser.parse_args()
+    with one_host_sandbox(keep=args.keep) as (info, started_here):
+        measure(info, started_here, args.requests_threads)
+
+
+@contextmanager
+def one_host_sandbox(keep: bool = False) -> Iterator[tuple[stack.SandboxInfo, bool]]:
+    """The running sandbox, or one brought up here (and removed afterwards unless ``keep``);
+    yields it and whether it was started here (its host is then fresh)."""
     reason = hosts.unavailable_reason()
     if reason:
         sys.exit(f"cannot run: {reason}")
     info = stack.sandbox_status()
     started_here = info is None
-    if started_here:
+    if info is None:
         t = time.monotonic()
         info = stack.sandbox_up(1, stack.default_inventory())
         print(f"sandbox up: {time.monotonic() - t:.1f}s")
+    try:
+        yield info, started_here
+    finally:
+        if started_here and not keep:
+            stack.sandbox_down()
+
+
+def measure(info: stack.SandboxInfo, started_here: bool, threads: int) -> None:
     host = info.hosts[0]
     env = {**os.environ, "IRISCTL_INVENTORY": str(info.inventory)}
     stamp = time.strftime("%H%M%S")
@@ -117,9 +135,7 @@ def main() -> None:
         )  # fmt: skip
         stop = threading.Event()
         result: dict = {}
-        loader = threading.Thread(
-            target=lambda: result.update(load(host, ca, stop, args.requests_threads))
-        )
+        loader = threading.Thread(target=lambda: result.update(load(host, ca, stop, threads)))
         loader.start()
         time.sleep(1.0)
         figures["deploy of a new version under load"] = round(
@@ -133,9 +149,7 @@ def main() -> None:
         if result["errors"]:
             figures["failures by kind"] = result["errors"]
     finally:
-        if started_here and not args.keep:
-            stack.sandbox_down()
-    print(json.dumps(figures, indent=2))
+        print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

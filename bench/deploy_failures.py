@@ -31,12 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "cli"))
 
-from deploy_bench import load  # noqa: E402
+from deploy_bench import load, one_host_sandbox  # noqa: E402
 from irisctl.build import build_wheelhouse  # noqa: E402
-from irisctl.context import sandbox_ca_bundle  # noqa: E402
 from irisctl.errors import EXIT_LOCKED  # noqa: E402
 from irisctl.sandbox import hosts, stack  # noqa: E402
 from irisctl.sandbox.broken_releases import BREAKAGES, build_broken_release  # noqa: E402
+from irisctl.sandbox.hosts import sandbox_ca_bundle  # noqa: E402
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
 
@@ -91,63 +91,55 @@ def main() -> None:
     parser.add_argument("--requests-threads", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="leave a sandbox we started up")
     args = parser.parse_args()
-    reason = hosts.unavailable_reason()
-    if reason:
-        sys.exit(f"cannot run: {reason}")
-    info = stack.sandbox_status()
-    started_here = info is None
-    if started_here:
-        info = stack.sandbox_up(1, stack.default_inventory())
+    with one_host_sandbox(keep=args.keep) as (info, _fresh):
+        for row in measure(info, args.requests_threads):
+            print(json.dumps(row))
+
+
+def measure(info: stack.SandboxInfo, threads: int) -> list[dict]:
     host = info.hosts[0]
     env = {**os.environ, "IRISCTL_INVENTORY": str(info.inventory)}
     stamp = time.strftime("%H%M%S")
     rows: list[dict] = []
-    try:
-        work = Path(tempfile.mkdtemp(prefix="deploy-failures-"))
-        good_a = build_wheelhouse(work / "a", version=f"8.0.{stamp}").path
-        good_b = build_wheelhouse(work / "b", version=f"8.1.{stamp}").path
-        subprocess.run([IRISCTL, "provision", "--from", str(good_a)], env=env, check=True)
+    work = Path(tempfile.mkdtemp(prefix="deploy-failures-"))
+    good_a = build_wheelhouse(work / "a", version=f"8.0.{stamp}").path
+    good_b = build_wheelhouse(work / "b", version=f"8.1.{stamp}").path
+    subprocess.run([IRISCTL, "provision", "--from", str(good_a)], env=env, check=True)
 
-        (code, seconds, _data), counts = under_load(
-            host, args.requests_threads, lambda: deploy(env, good_b)
+    (code, seconds, _data), counts = under_load(host, threads, lambda: deploy(env, good_b))
+    rows.append(
+        {"row": "good deploy of release B (--from, play only)", "exit": code,
+         "wall_s": round(seconds, 1), "requests": counts.get("ok", 0) + counts.get("failed", 0),
+         "failed_requests": counts.get("failed")}
+    )  # fmt: skip
+    for index, breakage in enumerate(BREAKAGES):
+        broken = build_broken_release(work / breakage, f"8.2.{index}{stamp}", breakage).path
+        (code, seconds, data), counts = under_load(
+            host, threads, lambda broken=broken: deploy(env, broken)
         )
         rows.append(
-            {"row": "good deploy of release B (--from, play only)", "exit": code,
-             "wall_s": round(seconds, 1), "requests": counts.get("ok", 0) + counts.get("failed", 0),
-             "failed_requests": counts.get("failed")}
+            {"row": f"broken release ({breakage}), detected + rolled back", "exit": code,
+             "wall_s": round(seconds, 1), "gate_failure": data.get("failure"),
+             "switch_to_rolled_back_s": data.get("seconds_to_rollback"),
+             "requests": counts.get("ok", 0) + counts.get("failed", 0),
+             "failed_requests": counts.get("failed"), "errors": counts.get("errors")}
         )  # fmt: skip
-        for index, breakage in enumerate(BREAKAGES):
-            broken = build_broken_release(work / breakage, f"8.2.{index}{stamp}", breakage).path
-            (code, seconds, data), counts = under_load(
-                host, args.requests_threads, lambda broken=broken: deploy(env, broken)
-            )
-            rows.append(
-                {"row": f"broken release ({breakage}), detected + rolled back", "exit": code,
-                 "wall_s": round(seconds, 1), "gate_failure": data.get("failure"),
-                 "switch_to_rolled_back_s": data.get("seconds_to_rollback"),
-                 "requests": counts.get("ok", 0) + counts.get("failed", 0),
-                 "failed_requests": counts.get("failed"), "errors": counts.get("errors")}
-            )  # fmt: skip
 
-        lock = json.dumps({"holder": "bench@elsewhere", "since": "2026-01-01T00:00:00Z"})
-        ssh = hosts.ssh_command(host, "root")
-        subprocess.run([*ssh, f"echo '{lock}' > /var/lib/iris/deploy.lock"], check=True)
-        code, seconds, _data = deploy(env, good_a)
-        subprocess.run([*ssh, "rm -f /var/lib/iris/deploy.lock"], check=True)
-        rows.append(
-            {"row": "deploy refused by a held lock", "exit": code, "wall_s": round(seconds, 1),
-             "refused": code == EXIT_LOCKED}
-        )  # fmt: skip
-        outcomes = race(env, good_a)
-        rows.append(
-            {"row": "two deploys started together (exit, s after start)", "outcomes": outcomes,
-             "exactly_one_proceeded": sorted(c for c, _ in outcomes) == [0, EXIT_LOCKED]}
-        )  # fmt: skip
-    finally:
-        if started_here and not args.keep:
-            stack.sandbox_down()
-    for row in rows:
-        print(json.dumps(row))
+    lock = json.dumps({"holder": "bench@elsewhere", "since": "2026-01-01T00:00:00Z"})
+    ssh = hosts.ssh_command(host, "root")
+    subprocess.run([*ssh, f"echo '{lock}' > /var/lib/iris/deploy.lock"], check=True)
+    code, seconds, _data = deploy(env, good_a)
+    subprocess.run([*ssh, "rm -f /var/lib/iris/deploy.lock"], check=True)
+    rows.append(
+        {"row": "deploy refused by a held lock", "exit": code, "wall_s": round(seconds, 1),
+         "refused": code == EXIT_LOCKED}
+    )  # fmt: skip
+    outcomes = race(env, good_a)
+    rows.append(
+        {"row": "two deploys started together (exit, s after start)", "outcomes": outcomes,
+         "exactly_one_proceeded": sorted(c for c, _ in outcomes) == [0, EXIT_LOCKED]}
+    )  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":
