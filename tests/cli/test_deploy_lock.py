@@ -21,7 +21,7 @@ from irisctl.ops.target import Target
 from irisctl.paths import project_root
 from irisctl.runner import run_playbook
 
-LIBRARY = project_root() / "roles" / "service" / "library" / "iris_deploy_lock.py"
+LIBRARY = project_root() / "roles" / "release" / "library" / "iris_deploy_lock.py"
 
 
 def load_lock_module():  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""The deploy's health gate module (roles/service/library/iris_health_gate.py) against real
+"""The deploy's health gate module (roles/release/library/iris_health_gate.py) against real
 local HTTP servers and log files; the systemd side is exercised on real hosts (tests/hosts)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from irisctl.paths import project_root
 
-LIBRARY = project_root() / "roles" / "service" / "library" / "iris_health_gate.py"
+LIBRARY = project_root() / "roles" / "release" / "library" / "iris_health_gate.py"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ import yaml
 from irisctl.paths import project_root
 from role_helpers import render_role_template, role_defaults, shared_schema
 
-ROLES = ("service", "nginx", "certbot", "cloudwatch_agent", "ssm_agent")
+ROLES = ("service", "release", "nginx", "certbot", "cloudwatch_agent", "ssm_agent")
+# Roles with values that differ between OS families (vars/Debian.yml, vars/RedHat.yml).
+OS_ROLES = ("service", "nginx", "certbot", "cloudwatch_agent", "ssm_agent")
 
 
 # ------------------------------------------------------------------ cloudwatch agent ---
@@ -94,6 +96,8 @@ def test_nginx_proxies_the_api_with_the_hand_built_hosts_limits(site: str) -> No
     assert directive(site, "proxy_read_timeout") == ["120s"]
     assert "location /api/iris/ {" in site
     assert re.findall(r"^\s*server (\S+);", site, re.MULTILINE) == ["127.0.0.1:8080"]
+    # gunicorn closes every connection (keepalive 0): an upstream keepalive pool would be unused
+    assert "keepalive" not in site.split("upstream iris_backend", 1)[1].split("}", 1)[0]
     for header in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP", "Host"):
         assert re.search(rf"proxy_set_header {header} ", site), header
 
@@ -158,6 +162,17 @@ def test_gunicorn_config_imports_the_package_defaults_first(tmp_path: Path) -> N
     compile(conf, "gunicorn.conf.py", "exec")
 
 
+def test_gunicorn_serving_settings_are_the_services_own_unless_the_inventory_sets_them(
+    tmp_path: Path,
+) -> None:
+    conf = render_role_template(tmp_path, "service", "gunicorn.conf.py.j2")
+    assert not re.search(r"^(workers|threads|timeout) =", conf, re.MULTILINE)
+    conf = render_role_template(tmp_path, "service", "gunicorn.conf.py.j2", {"service_threads": 8})
+    assert re.findall(r"^(workers|threads|timeout) = (\d+)$", conf, re.MULTILINE) == [
+        ("threads", "8")
+    ]
+
+
 # --------------------------------------------------------------------- conventions ---
 @pytest.mark.parametrize("role", ROLES)
 def test_role_defaults_are_prefixed_and_documented(role: str) -> None:
@@ -169,11 +184,18 @@ def test_role_defaults_are_prefixed_and_documented(role: str) -> None:
         assert lines[index - 1].startswith("# "), f"{name} has no comment line above it"
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", OS_ROLES)
 def test_role_has_os_family_vars_and_platforms(role: str) -> None:
     base = project_root() / "roles" / role
     for family in ("Debian", "RedHat"):
         assert (base / "vars" / f"{family}.yml").is_file(), family
     meta = yaml.safe_load((base / "meta" / "main.yml").read_text())
+    platforms = {p["name"]: p["versions"] for p in meta["galaxy_info"]["platforms"]}
+    assert platforms == {"Amazon Linux": ["2023"], "Debian": ["bookworm"]}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_has_platforms(role: str) -> None:
+    meta = yaml.safe_load((project_root() / "roles" / role / "meta" / "main.yml").read_text())
     platforms = {p["name"]: p["versions"] for p in meta["galaxy_info"]["platforms"]}
     assert platforms == {"Amazon Linux": ["2023"], "Debian": ["bookworm"]}
