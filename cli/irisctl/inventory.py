@@ -5,6 +5,7 @@ Which one: ``-i`` > ``IRISCTL_INVENTORY`` > config file > the sandbox's.
 
 from __future__ import annotations
 
+import inspect
 import os
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -107,9 +108,14 @@ def iris_hosts(
     if not hosts:
         where = f"--limit {limit}" if limit else "the inventory's `iris` group"
         raise ConfigError(f"no host matched {where}")
+    # Role files are templates Ansible trusts (2.19 renders only trusted strings; older
+    # releases render every string and have no such option).
+    load_options = {}
+    if "trusted_as_template" in inspect.signature(loader.load_from_file).parameters:
+        load_options["trusted_as_template"] = True
     defaults: dict[str, Any] = {}
     for path in defaults_files:
-        defaults.update(loader.load_from_file(str(path)) or {})
+        defaults.update(loader.load_from_file(str(path), **load_options) or {})
     variables = VariableManager(loader=loader, inventory=manager)
     for host in hosts:
         values = {**defaults, **variables.get_vars(host=host)}

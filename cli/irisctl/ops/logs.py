@@ -18,10 +18,11 @@ from irisctl.paths import playbooks_dir
 READER = playbooks_dir() / "files" / "iris_logs.py"
 
 # What --unit names; values are templated with each host's variables (the service role's
-# defaults, overridden by the inventory), like every path the playbooks use.
+# defaults, overridden by the inventory), like every path the playbooks use. logs.yml has
+# only the service role's defaults, so nginx's files are named here as its role names them.
 LOG_FILES = {
-    "access": "{{ service_log_dir }}/access.log",
-    "error": "{{ service_log_dir }}/error.log",
+    "access": "{{ service_access_log }}",
+    "error": "{{ service_error_log }}",
     "nginx-access": "/var/log/nginx/access.log",
     "nginx-error": "/var/log/nginx/error.log",
 }
