@@ -151,3 +151,44 @@ def test_unit_states_that_mean_the_main_process_ended(
     gate, active: str, sub: str, ended: bool
 ) -> None:
     assert gate.exited(active, sub) is ended
+
+
+def worker_boot_failure(pid: int, frames: int = 30) -> list[str]:
+    """What gunicorn writes when a worker cannot import the app: the same traceback per worker."""
+    stamp = f"2026-11-26T12:45:38.{pid:03d}+00:00"
+    return [
+        f"{stamp} [{pid}] [ERROR] Exception in worker process",
+        "Traceback (most recent call last):",
+        *[f'  File "frame{i}.py", line {i}, in load' for i in range(frames)],
+        "RuntimeError: deliberately broken release",
+        f"{stamp} [{pid}] [INFO] Worker exiting (pid: {pid})",
+        f"{stamp} [900] [ERROR] Worker (pid:{pid}) exited with code 3.",
+    ]
+
+
+def test_error_lines_tell_each_traceback_once_and_keep_the_exception_line(gate) -> None:
+    lines = [
+        "2026-11-26T12:45:38.000+00:00 [900] [INFO] Starting gunicorn 27.0.1",
+        *worker_boot_failure(901),
+        *worker_boot_failure(902),
+        "2026-11-26T12:45:39.000+00:00 [900] [INFO] Shutting down: Master",
+        "2026-11-26T12:45:39.000+00:00 [900] [ERROR] Reason: Worker failed to boot.",
+    ]
+    summary = gate.problem_lines(lines, 20)
+    assert len(summary) == 20
+    assert summary[0].endswith("[ERROR] Exception in worker process")
+    assert summary.count("RuntimeError: deliberately broken release") == 1
+    assert summary[-1].endswith("Reason: Worker failed to boot.")
+    assert not any("[INFO]" in line for line in summary)
+
+
+def test_error_lines_fall_back_to_the_last_lines_when_nothing_is_an_error(
+    gate, tmp_path: Path
+) -> None:
+    log = tmp_path / "error.log"
+    log.write_text("".join(f"2026-11-26T12:00:0{i}.000+00:00 [1] [INFO] n {i}\n" for i in range(5)))
+    lines = gate.error_lines(params("http://127.0.0.1:9/", error_log=str(log), error_log_offset=0))
+    assert lines[-2:] == [
+        "2026-11-26T12:00:03.000+00:00 [1] [INFO] n 3",
+        "2026-11-26T12:00:04.000+00:00 [1] [INFO] n 4",
+    ]

@@ -187,14 +187,56 @@ def journal_lines(unit, since, count):
     return [line for line in done.stdout.splitlines() if line.strip()]
 
 
+RECORD_START = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+PROBLEM = re.compile(r"\[(?:ERROR|CRITICAL)\]|refusing to start")
+VOLATILE = re.compile(r"^\S+ \[\d+\] |\(pid: ?\d+\)|pid:\d+")
+
+
+def records(lines):
+    """Group log lines into records: a timestamped line and the lines that follow it without
+    one (a traceback)."""
+    grouped = []
+    for line in lines:
+        if RECORD_START.match(line) or not grouped:
+            grouped.append([line])
+        else:
+            grouped[-1].append(line)
+    return grouped
+
+
+def problem_lines(lines, count):
+    """The release's problems in at most ``count`` lines, newest last: error records and
+    tracebacks, each told once (every worker repeats the same traceback), a long traceback
+    shortened to its first line and its innermost frames with the exception itself."""
+    seen, chosen = set(), []
+    for record in records(lines):
+        if not (PROBLEM.search(record[0]) or len(record) > 1):
+            continue
+        identity = "\n".join(VOLATILE.sub("", line) for line in record)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        chosen.append(record)
+    out = []
+    for record in reversed(chosen):
+        room = count - len(out)
+        if room <= 0:
+            break
+        if len(record) > room:
+            record = [record[0], "  ..."] + record[-(room - 2) :] if room > 2 else record[-room:]
+        out = record + out
+    return out
+
+
 def error_lines(params):
-    """The release's own words first: its error log (tracebacks live there), then the journal
-    (gunicorn's own start-up errors, before it opened the log, and systemd's verdict)."""
+    """The release's own words first: the problems in its error log (tracebacks live there),
+    else its last lines; topped up from the journal (gunicorn's own start-up errors, before it
+    opened the log, and systemd's verdict)."""
     count = params["lines"]
     own = new_log_lines(params["error_log"], params["error_log_offset"])
-    journal = journal_lines(params["unit"], params["since"], count)
-    lines = own[-count:]
+    lines = problem_lines(own, count) or own[-count:]
     if len(lines) < count:
+        journal = journal_lines(params["unit"], params["since"], count)
         lines = journal[-(count - len(lines)) :] + lines
     return lines
 
