@@ -69,7 +69,7 @@ def load(host: hosts.Host, ca: str | None, stop: threading.Event, threads: int) 
                     )  # fmt: skip
                 reason = None if status == 200 else f"HTTP {status}"
             except Exception as exc:  # every failure counts, whatever it is
-                reason = type(exc).__name__
+                reason = f"{type(exc).__name__}: {str(exc)[:80]}"
             with lock:
                 if reason is None:
                     counts["ok"] += 1
