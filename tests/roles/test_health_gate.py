@@ -15,11 +15,17 @@ from pathlib import Path
 import pytest
 from irisctl.paths import project_root
 
-LIBRARY = project_root() / "roles" / "release" / "library" / "iris_health_gate.py"
+ROLE = project_root() / "roles" / "release"
+LIBRARY = ROLE / "library" / "iris_health_gate.py"
 
 
 @pytest.fixture(scope="module")
 def gate():  # type: ignore[no-untyped-def]
+    # As Ansible does for a role's modules: the role's module_utils join ansible.module_utils.
+    import ansible.module_utils
+
+    if str(ROLE / "module_utils") not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(ROLE / "module_utils"))
     spec = importlib.util.spec_from_file_location("iris_health_gate", LIBRARY)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
