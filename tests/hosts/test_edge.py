@@ -44,6 +44,8 @@ SECURITY_HEADERS = {
 PROJECT_SERVICES = {"iris-backend.service", "nginx.service", "certbot.service"}
 MANAGED_MARKER = "Ansible managed"
 SLOW_READ_TIMEOUT_S = 3  # nginx_proxy_read_timeout for the one converge of the 504 test
+# Roles whose defaults own values the nginx role reads (one owner per value).
+NGINX_READS = ("service", "certbot")
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +160,23 @@ def health(box: Sandbox, host: Host) -> HttpAnswer | None:
 
 
 def converge_nginx(box: Sandbox, host: Host, **overrides: object) -> None:
-    """The nginx role alone on ``host`` (with ``overrides`` as extra vars), as site.yml runs it."""
+    """The nginx role alone on ``host`` (with ``overrides`` as extra vars), as site.yml runs it:
+    with the defaults of the roles that own the values nginx reads (service_bind, certbot_webroot),
+    which site.yml's play has from running those roles."""
+    roles = project_root() / "roles"
+    owners = [str(roles / role / "defaults" / "main.yml") for role in NGINX_READS]
     play = box.workdir / "edge-nginx.yml"
     play.write_text(
         yaml.safe_dump(
-            [{"name": "Converge nginx", "hosts": "iris", "become": True, "roles": ["nginx"]}]
+            [
+                {
+                    "name": "Converge nginx",
+                    "hosts": "iris",
+                    "become": True,
+                    "vars_files": owners,
+                    "roles": ["nginx"],
+                }
+            ]
         )
     )
     ansible = shutil.which("ansible-playbook", path=str(ANSIBLE_PLAYBOOK)) or "ansible-playbook"
