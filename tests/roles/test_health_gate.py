@@ -183,6 +183,7 @@ def test_error_lines_tell_each_traceback_once_and_keep_the_exception_line(gate) 
     summary = gate.problem_lines(lines, 20)
     assert len(summary) == 20
     assert summary[0].endswith("[ERROR] Exception in worker process")
+    assert summary[1] == "Traceback (most recent call last):"
     assert summary.count("RuntimeError: deliberately broken release") == 1
     assert summary[-1].endswith("Reason: Worker failed to boot.")
     assert not any("[INFO]" in line for line in summary)

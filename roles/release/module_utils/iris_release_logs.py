@@ -75,6 +75,10 @@ def problem_lines(lines, count):
         if room <= 0:
             break
         if len(record) > room:
-            record = [record[0], "  ..."] + record[-(room - 2) :] if room > 2 else record[-room:]
+            # Keep what the record is (its first line, and "Traceback ..." under it) and its end,
+            # where the innermost frames and the exception itself are.
+            head = record[:2] if record[1].startswith("Traceback") else record[:1]
+            tail = room - len(head) - 1
+            record = head + ["  ..."] + record[-tail:] if tail > 0 else record[-room:]
         out = record + out
     return out
