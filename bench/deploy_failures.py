@@ -79,11 +79,13 @@ def race(env: dict[str, str], wheelhouse: Path) -> list[tuple[int, float]]:
         subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(2)
     ]
-    outcomes = []
-    for racer in racers:
-        code = racer.wait()
-        outcomes.append((code, round(time.monotonic() - started, 1)))
-    return outcomes
+    outcomes: list[tuple[int, float] | None] = [None, None]
+    while None in outcomes:  # each racer's own exit time, whichever ends first
+        for index, racer in enumerate(racers):
+            if outcomes[index] is None and racer.poll() is not None:
+                outcomes[index] = (racer.returncode, round(time.monotonic() - started, 1))
+        time.sleep(0.05)
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def main() -> None:
