@@ -33,7 +33,7 @@ options:
   timeout:
     description: Seconds to wait for a healthy answer.
     type: float
-    default: 10
+    default: 12
   probe_timeout:
     description: Seconds one health request may take.
     type: float
@@ -64,7 +64,7 @@ options:
   max_worker_deaths:
     description: Worker deaths after which a running master counts as a failed release.
     type: int
-    default: 2
+    default: 3
   state:
     description: C(wait) judges the release that runs now; C(restarted) first restarts the unit
       (marking the error log and the journal just before, so only the new start's lines count)
@@ -253,14 +253,14 @@ def main():
             "unit": {"type": "str", "required": True},
             "url": {"type": "str", "required": True},
             "expected_version": {"type": "str", "default": ""},
-            "timeout": {"type": "float", "default": 10},
+            "timeout": {"type": "float", "default": 12},
             "probe_timeout": {"type": "float", "default": 2},
             "interval": {"type": "float", "default": 0.5},
             "error_log": {"type": "path", "default": ""},
             "error_log_offset": {"type": "int", "default": -1},
             "since": {"type": "str", "default": ""},
             "lines": {"type": "int", "default": 20},
-            "max_worker_deaths": {"type": "int", "default": 2},
+            "max_worker_deaths": {"type": "int", "default": 3},
             "state": {
                 "type": "str",
                 "choices": ["wait", "restarted", "mark"],
