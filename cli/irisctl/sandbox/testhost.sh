@@ -262,7 +262,10 @@ LinkLocalAddressing=no
 IPv6AcceptRA=no
 EOF
   if [[ $TESTHOST_APT_PROXY == 1 ]]; then
-    printf 'Acquire::http::Proxy "http://%s:%s/";\n' "$TESTHOST_GW" "$ACNG_PORT" >"$M/etc/apt/apt.conf.d/01testhost-proxy"
+    # A fetch the proxy never finishes must fail and be retried, not hang a converge (seen:
+    # apt-get update waiting 13 minutes on one index file).
+    printf 'Acquire::http::Proxy "http://%s:%s/";\nAcquire::http::Timeout "60";\nAcquire::Retries "3";\n' \
+      "$TESTHOST_GW" "$ACNG_PORT" >"$M/etc/apt/apt.conf.d/01testhost-proxy"
   fi
   install -m 0600 "$KEY.pub" "$M/root/.ssh/authorized_keys"
   install -m 0600 -o 1000 -g 1000 "$KEY.pub" "$M/home/ec2-user/.ssh/authorized_keys"
