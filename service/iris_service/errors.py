@@ -40,6 +40,18 @@ class PayloadTooLarge(IrisError):
     error_type = "PayloadTooLarge"
 
 
+class TooManyRequests(IrisError):
+    """Over a key's rate limit or a spent budget: 429 with ``Retry-After`` and what was hit."""
+
+    status = 429
+    error_type = "TooManyRequests"
+
+    def __init__(self, message: str, retry_after: int, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.details = details
+
+
 class ServiceUnavailable(IrisError):
     """The service cannot analyze now: no model client, or it is misconfigured."""
 
@@ -66,6 +78,11 @@ def error_response(status: int, message: str) -> tuple[Response, int]:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(IrisError)
     def _iris_error(error: IrisError) -> tuple[Response, int]:
+        if isinstance(error, TooManyRequests):
+            body = {"success": False, "error": error.message, **error.details}
+            response = jsonify(body)
+            response.headers["Retry-After"] = str(error.retry_after)
+            return response, 429
         return error_response(error.status, error.message)
 
     @app.errorhandler(HTTPException)
