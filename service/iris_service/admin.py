@@ -1,11 +1,14 @@
-"""``iris-service-admin``: inspect and clear the cache on a host; prints JSON on stdout.
+"""``iris-service-admin``: inspect, clear, back up and restore the cache on a host; prints
+JSON on stdout.
 
-Exit codes: 0 success, 2 usage error, 3 entry not found (cache inspect).
+Exit codes: 0 success, 2 usage error, 3 entry or backup not found, 4 no backup bucket
+configured, 5 no backups at all, 6 access denied, 7 S3 unreachable, 8 no such bucket.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from iris_service import cache_backup
 from iris_service.cache import CacheEntry, DiskCache
 from iris_service.cache_key import key_for, valid_key
 from iris_service.config import SUPPORTED_LANGUAGES, Settings
@@ -103,7 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iris-service-admin",
         description="Inspect the IRIS analysis cache (reads the service's environment).",
-        epilog="Exit codes: 0 success, 2 usage error, 3 cache entry not found.",
+        epilog="Exit codes: 0 success, 2 usage error, 3 cache entry or backup not found, "
+        "4 no backup bucket configured, 5 no backups, 6 access denied, 7 S3 unreachable, "
+        "8 no such bucket.",
     )
     groups = parser.add_subparsers(dest="group", required=True)
     cache = groups.add_parser("cache", help="the analysis cache").add_subparsers(
@@ -123,7 +129,33 @@ def _parser() -> argparse.ArgumentParser:
     clear.add_argument(
         "--older-than", type=float, metavar="SECONDS", help="only entries older than this"
     )
+    groups.add_parser("backup", help="back the cache up to S3 (IRIS_BACKUP_BUCKET)")
+    groups.add_parser("backups", help="the backups in S3, newest first")
+    restore = groups.add_parser("restore", help="restore a backup; entries present are kept")
+    restore.add_argument("--from", dest="backup_id", metavar="ID", help="default: the latest")
+    restore.add_argument(
+        "--if-empty", action="store_true", help="only into an empty cache; no backup is no error"
+    )
     return parser
+
+
+def _backup_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        target = cache_backup.BackupTarget.from_env(settings)
+        if args.group == "backup":
+            with contextlib.suppress(OSError):
+                os.nice(19)  # never compete with serving (the unit also sets Nice= and I/O idle)
+            _print(cache_backup.backup(settings, target))
+        elif args.group == "backups":
+            _print(cache_backup.list_backups(target))
+        elif args.if_empty and args.backup_id is None:
+            _print(cache_backup.restore_if_empty(settings, target))
+        else:
+            _print(cache_backup.restore(settings, target, args.backup_id))
+    except cache_backup.BackupError as error:
+        _print({"error": str(error)})
+        return error.exit_code
+    return 0
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -141,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         _print({"error": f"bad environment: {error}"})
         return 2
+    if args.group != "cache":
+        return _backup_command(args, settings)
     if args.command == "stats":
         _print(cache_stats(settings))
         return 0
