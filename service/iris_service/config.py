@@ -52,6 +52,10 @@ class Settings:
     price_output_per_m: float = 0.40
     emf_endpoint: str = "tcp://127.0.0.1:25888"
     emf_file: Path | None = None
+    api_keys_file: Path | None = None
+    rate_limit_per_minute: int = 0
+    rate_limit_storage: str | None = None
+    daily_budget_usd: float = 0.0
 
     @property
     def is_prod(self) -> bool:
@@ -64,6 +68,15 @@ class Settings:
     @property
     def metrics_file(self) -> Path:
         return self.cache_dir / "metrics.json"
+
+    @property
+    def limits_storage_uri(self) -> str:
+        """Where request counts and budget spend live (see ``rate_limits``)."""
+        return self.rate_limit_storage or f"sqlite:///{self.cache_dir.resolve() / 'limits.sqlite'}"
+
+    @property
+    def key_usage_file(self) -> Path:
+        return self.cache_dir / "key_usage.sqlite"
 
     @property
     def cache_ttl_s(self) -> float:
@@ -113,6 +126,7 @@ class Settings:
                 f"({MAX_REQUEST_DEADLINE_S:.0f} s max), got {deadline}"
             )
         emf_file = env.get("IRIS_EMF_FILE", "").strip()
+        keys_file = env.get("IRIS_API_KEYS_FILE", "").strip()
         return cls(
             env=iris_env,
             api_keys=api_keys,
@@ -137,4 +151,8 @@ class Settings:
             price_output_per_m=number("IRIS_PRICE_OUTPUT_PER_M", 0.40),
             emf_endpoint=text("IRIS_EMF_ENDPOINT", "tcp://127.0.0.1:25888"),
             emf_file=Path(emf_file) if emf_file else None,
+            api_keys_file=Path(keys_file) if keys_file else None,
+            rate_limit_per_minute=int(number("IRIS_RATE_LIMIT_PER_MINUTE", 0, int)),
+            rate_limit_storage=env.get("IRIS_RATE_LIMIT_STORAGE", "").strip() or None,
+            daily_budget_usd=number("IRIS_DAILY_BUDGET_USD", 0.0),
         )
