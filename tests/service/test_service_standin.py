@@ -99,3 +99,14 @@ def test_runs_as_a_module(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_listen_backlog_takes_a_burst_of_model_calls(standin):
+    """socketserver's default backlog (5) made bursts of concurrent model calls wait for SYN
+    retries; ``ss`` shows a listening socket's backlog in its Send-Q column."""
+    port = standin.server.server_address[1]
+    done = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    )
+    backlog = int(done.stdout.split()[2])
+    assert backlog >= 1024, done.stdout

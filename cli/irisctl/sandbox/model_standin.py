@@ -45,6 +45,7 @@ KIND_LABELS = {
     "enum": "Enum",
 }
 SMALL_FILE_LINES = 15
+LISTEN_BACKLOG = 4096
 MAX_BLOCKS = 8
 
 
@@ -309,6 +310,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _StandinServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of concurrent model calls (capacity
+    # tests fire hundreds at once) overflowed it, and the kernel's SYN retries (1 s, 3 s, ...)
+    # throttled the burst. The real API accepts them all at once.
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], state: StandinState, verbose: bool) -> None:
         super().__init__(address, _Handler)
