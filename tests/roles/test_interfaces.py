@@ -23,6 +23,7 @@ INTERNAL_TASKS = {
     "certbot": {"issue", "renew", "trust", "vars"},
     "cloudwatch_agent": {"vars"},
     "ssm_agent": {"vars"},
+    "cache_backup": {"enabled", "disabled"},
 }
 
 
