@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iris_service.agent import Agent
+from iris_service.api_keys import ClientKey
+from iris_service.auth import ANONYMOUS, ClientAuth
 from iris_service.cache import AnalysisCache, CacheEntry, DiskCache, MemoryCache
 from iris_service.cache_key import key_for
 from iris_service.config import SUPPORTED_LANGUAGES, Settings
@@ -99,8 +101,10 @@ class Analyzer:
         cache: AnalysisCache,
         metrics: CacheMetrics,
         emf: EmfEmitter,
+        auth: ClientAuth | None = None,
     ) -> None:
         self.settings = settings
+        self.auth = auth or ClientAuth(settings)
         self.agent = agent
         self.cache = cache
         self.metrics = metrics
@@ -114,13 +118,14 @@ class Analyzer:
             build_cache(settings),
             CacheMetrics(settings.metrics_file),
             EmfEmitter(settings),
+            ClientAuth(settings),
         )
 
-    def handle(self, raw_body: bytes) -> dict[str, Any]:
+    def handle(self, raw_body: bytes, client: ClientKey = ANONYMOUS) -> dict[str, Any]:
         """Answer one analyze request; every failure is reported to EMF, then re-raised."""
         started = time.monotonic()
         try:
-            return self.analyze(AnalyzeRequest.from_body(raw_body), started)
+            return self.analyze(AnalyzeRequest.from_body(raw_body), started, client)
         except Exception as error:
             self.emf.emit(
                 "analysis_failed",
@@ -132,7 +137,9 @@ class Analyzer:
             )
             raise
 
-    def analyze(self, request: AnalyzeRequest, started: float) -> dict[str, Any]:
+    def analyze(
+        self, request: AnalyzeRequest, started: float, client: ClientKey = ANONYMOUS
+    ) -> dict[str, Any]:
         source = request.source_code
         self.emf.emit(
             "analysis_requested",
@@ -154,8 +161,11 @@ class Analyzer:
         key = key_for(self.settings, normalized, request.language)
         deadline = started + self.settings.request_deadline_s
 
-        def compute() -> CacheEntry:
-            return self._call_model(key, normalized, request.language, deadline)
+        def compute() -> CacheEntry:  # only on a miss: the budgets guard model calls alone
+            self.auth.check_budget(client)
+            entry = self._call_model(key, normalized, request.language, deadline)
+            self.auth.record_model_call(client, float(entry.usage["cost_usd"]))
+            return entry
 
         entry, hit = self.cache.get_or_compute(key, compute, deadline)
         if hit:

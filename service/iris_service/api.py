@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from iris_service._version import __version__
 from iris_service.analysis import Analyzer
-from iris_service.auth import HEADER, check_api_key
+from iris_service.auth import HEADER
 from iris_service.errors import BadRequest, PayloadTooLarge
 
 bp = Blueprint("iris", __name__, url_prefix="/api/iris")
@@ -36,10 +36,10 @@ def read_body(limit: int) -> bytes:
 @bp.post("/analyze")
 def analyze() -> Response:
     service = analyzer()
-    check_api_key(service.settings, request.headers.get(HEADER))
+    client = service.auth.admit(request.headers.get(HEADER))
     if not request.is_json:
         raise BadRequest("Content-Type must be application/json")
-    return jsonify(service.handle(read_body(service.settings.max_body_bytes)))
+    return jsonify(service.handle(read_body(service.settings.max_body_bytes), client))
 
 
 @bp.get("/health")

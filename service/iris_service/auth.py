@@ -1,26 +1,59 @@
-"""Client authentication: the x-api-key header against IRIS_API_KEY (several keys allowed)."""
+"""Client authentication and per-key limits: who is asking (the x-api-key header against the
+key ring), whether they are within their requests per minute, and counting their use.
+
+Per request: one ``stat`` of the keys file, one SHA-256, one dict lookup, one constant-time
+compare, one rate-limit count and one usage row update (measured in ``bench/keys_overhead.py``).
+"""
 
 from __future__ import annotations
 
-import hmac
-
+from iris_service.api_keys import DEFAULT_NAME, ClientKey, KeyRing
+from iris_service.budgets import Budgets
 from iris_service.config import Settings
 from iris_service.errors import ServiceUnavailable, Unauthorized
+from iris_service.key_usage import KeyUsage
+from iris_service.rate_limits import RateLimiter, open_storage
 
 HEADER = "x-api-key"
+# Who is asking when no key is configured at all (dev only).
+ANONYMOUS = ClientKey(DEFAULT_NAME)
 
 
-def check_api_key(settings: Settings, provided: str | None) -> None:
-    """Raise unless ``provided`` is an accepted key; no keys configured means dev mode."""
-    if settings.auth_misconfigured:
-        raise ServiceUnavailable("Service misconfigured: IRIS_API_KEY is not set")
-    if not settings.api_keys:
-        return
-    if not provided:
-        raise Unauthorized("Missing x-api-key header")
-    given = provided.encode()
-    matched = False
-    for key in settings.api_keys:  # compare with every key: the time spent reveals nothing
-        matched |= hmac.compare_digest(given, key.encode())
-    if not matched:
-        raise Unauthorized("Invalid API key")
+class ClientAuth:
+    """The key ring, the rate limiter, the budgets and the usage counters of one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = KeyRing(settings.api_keys, settings.api_keys_file)
+        storage = open_storage(settings.limits_storage_uri)
+        self.limiter = RateLimiter(storage)
+        self.budgets = Budgets(storage, settings.daily_budget_usd)
+        self.usage = KeyUsage(settings.key_usage_file)
+
+    def admit(self, provided: str | None) -> ClientKey:
+        """The key of this request, counted; 401 without a valid key, 429 over its rate."""
+        client = self.authenticate(provided)
+        rate = client.rate_per_minute
+        self.limiter.hit(client.name, self.settings.rate_limit_per_minute if rate is None else rate)
+        self.usage.record_request(client.name)
+        return client
+
+    def authenticate(self, provided: str | None) -> ClientKey:
+        if self.settings.auth_misconfigured:
+            raise ServiceUnavailable("Service misconfigured: IRIS_API_KEY is not set")
+        if self.keys.open_access:
+            return ANONYMOUS
+        if not provided:
+            raise Unauthorized("Missing x-api-key header")
+        client = self.keys.lookup(provided)
+        if client is None:
+            raise Unauthorized("Invalid API key")
+        return client
+
+    def check_budget(self, client: ClientKey) -> None:
+        """429 when ``client``'s or the service's model budget for today is spent."""
+        self.budgets.check(client.name, client.daily_budget_usd)
+
+    def record_model_call(self, client: ClientKey, cost_usd: float) -> None:
+        self.budgets.record(client.name, cost_usd)
+        self.usage.record_model_call(client.name, cost_usd)

@@ -19,12 +19,17 @@ EXIT_BAD_CONFIG = 78
 def config_problem(environ: Mapping[str, str] | None = None) -> str | None:
     """Why the environment cannot run the service (``None`` when it can)."""
     # Imported here: the master should not load Flask (via errors) unless it has to.
+    from iris_service.api_keys import KeysFileError, load_keys_file
     from iris_service.config import Settings
     from iris_service.errors import ConfigError
+    from iris_service.rate_limits import open_storage
 
     try:
-        Settings.from_env(environ)
-    except ConfigError as error:
+        settings = Settings.from_env(environ)
+        if settings.api_keys_file is not None:
+            load_keys_file(settings.api_keys_file)  # a bad file never means "no keys"
+        open_storage(settings.limits_storage_uri)
+    except (ConfigError, KeysFileError) as error:
         return str(error)
     return None
 
