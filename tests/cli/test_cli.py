@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from irisctl import inventory
-from irisctl.commands import cache as cache_command
+from irisctl.commands.cache import clear as cache_clear_command
 from irisctl.main import cli
 from irisctl.ops.target import Target
 
@@ -27,6 +27,9 @@ COMMANDS = [
     ["cache", "stats"],
     ["cache", "inspect"],
     ["cache", "clear"],
+    ["cache", "backup"],
+    ["cache", "backups"],
+    ["cache", "restore"],
     ["health"],
     ["unlock"],
 ]
@@ -130,7 +133,7 @@ def test_deploy_from_missing_path_is_exit_3(invoke, local_inventory) -> None:
 
 def test_cache_clear_asks_and_aborts_on_no(invoke, local_inventory, monkeypatch) -> None:
     called = []
-    monkeypatch.setattr(cache_command, "cache_clear", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(cache_clear_command, "cache_clear", lambda *a, **k: called.append(1))
     result = invoke("-i", str(local_inventory), "cache", "clear", input="n\n")
     assert result.exit_code == 1 and not called
     assert "Remove ALL entries" in result.output
