@@ -32,6 +32,14 @@ MOTO_PORT = 14566
 SECRET_ID = "iris/openai-api-key"
 SECRET_VALUE = "sk-sandbox-not-a-real-key"
 AWS_REGION = "us-east-2"
+# The hosts' cache backups (the cache_backup role): a bucket in moto, reached through boto3's
+# standard variables, credentials from moto's instance metadata (IMDSv2) as on EC2.
+BACKUP_BUCKET = "iris-sandbox-cache-backups"
+MOTO_URL = f"http://{BRIDGE_ADDRESS}:{MOTO_PORT}"
+BACKUP_ENVIRONMENT = {
+    "AWS_ENDPOINT_URL": MOTO_URL,
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{MOTO_URL}/",
+}
 FIRST_HOST_OCTET = 11
 HOST_PREFIX = "iris-sandbox"
 READY_TIMEOUT_S = 30.0
@@ -136,7 +144,40 @@ def _start_moto() -> dict[str, str | int]:
         aws_secret_access_key="sandbox",
     )
     client.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)
+    _create_backup_bucket()
     return record
+
+
+def _create_backup_bucket() -> None:
+    """As the AWS playbook makes it: versioned, encrypted by default, no public access."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=MOTO_URL,
+        region_name=AWS_REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    s3.create_bucket(
+        Bucket=BACKUP_BUCKET, CreateBucketConfiguration={"LocationConstraint": AWS_REGION}
+    )
+    s3.put_bucket_versioning(Bucket=BACKUP_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(
+        Bucket=BACKUP_BUCKET,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=BACKUP_BUCKET,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
 
 
 def _start_model_standin() -> dict[str, str | int] | None:
@@ -223,7 +264,7 @@ def sandbox_up(count: int = 1, inventory_path: Path | None = None) -> SandboxInf
         hosts=wanted,
         inventory=inventory,
         model_url="",
-        secrets_endpoint=f"http://{BRIDGE_ADDRESS}:{MOTO_PORT}",
+        secrets_endpoint=MOTO_URL,
     )
     _save_state(info, processes)  # from here on sandbox_down() can clean up whatever started
     try:
@@ -247,7 +288,12 @@ def sandbox_up(count: int = 1, inventory_path: Path | None = None) -> SandboxInf
         _save_state(info, processes)
         with ThreadPoolExecutor(max_workers=max(1, count)) as pool:
             list(pool.map(lambda h: hosts.up(h.name, h.ip), wanted))
-        hosts.write_inventory(inventory, wanted)
+        hosts.write_inventory(
+            inventory,
+            wanted,
+            cache_backup_bucket=BACKUP_BUCKET,
+            cache_backup_environment=json.dumps(BACKUP_ENVIRONMENT),
+        )
         _link_group_vars(inventory)
     except BaseException:
         sandbox_down()
