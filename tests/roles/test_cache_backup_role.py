@@ -38,6 +38,7 @@ def test_the_backup_service_runs_the_current_release_niced_as_the_service_user(r
     assert unit["ExecStart"] == ["/opt/iris/current/venv/bin/iris-service-admin backup"]
     assert unit["User"] == ["iris"] and unit["Group"] == ["iris"]
     assert unit["EnvironmentFile"] == ["/etc/iris/iris.env", "/etc/iris/cache-backup.env"]
+    assert unit["UnsetEnvironment"] == ["AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN"]
     assert unit["Nice"] == ["19"] and unit["IOSchedulingClass"] == ["idle"]
     assert unit["ProtectSystem"] == ["strict"] and unit["NoNewPrivileges"] == ["true"]
     assert "ReadWritePaths" not in unit  # a backup only reads the cache
