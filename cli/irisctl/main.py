@@ -101,6 +101,7 @@ def _register() -> None:
         cache,
         deploy,
         health,
+        keys,
         logs,
         provision,
         releases,
@@ -121,6 +122,7 @@ def _register() -> None:
         status,
         logs,
         cache,
+        keys,
         health,
         unlock,
     ):

@@ -188,6 +188,7 @@ def cache_stats_table(data: dict[str, Any]) -> None:
         ("cost saved", lambda s: _usd(s.get("cost_saved_usd"))),
         ("oldest entry", lambda s: str(s.get("oldest_entry") or "-")),
         ("newest entry", lambda s: str(s.get("newest_entry") or "-")),
+        ("model spend today", lambda s: _spend(s.get("budget") or {})),
     ]
     table = Table(title="IRIS cache")
     table.add_column("")
@@ -196,6 +197,52 @@ def cache_stats_table(data: dict[str, Any]) -> None:
     for label, get in rows:
         table.add_row(label, *(get(host) for host in data["hosts"]))
     out.print(table)
+
+
+def _spend(spend: dict[str, Any]) -> str:
+    """Today's spend against its daily budget: ``$0.012000 of $5.00``."""
+    if "spent_today_usd" not in spend:
+        return "-"
+    budget = spend.get("daily_budget_usd")
+    limit = f"${float(budget):.2f}" if budget else "no budget"
+    return f"{_usd(spend['spent_today_usd'])} of {limit}"
+
+
+def new_key(data: dict[str, Any]) -> None:
+    """A new key, shown once: the only place it is ever written."""
+    out.print(f"key {escape(data['name'])}: [bold]{escape(data['key'])}[/]")
+    err.print("[dim]Shown once: store it now. Hosts keep only its hash.[/]")
+
+
+def keys_table(data: dict[str, Any]) -> None:
+    table = Table(title=f"IRIS API keys ({', '.join(data['hosts'])})")
+    for column in (
+        "name",
+        "created",
+        "last used",
+        "requests",
+        "model calls",
+        "cost",
+        "rate/min",
+        "spent today",
+    ):
+        table.add_column(column)
+    default_rate = data.get("default_rate_per_minute")
+    for key in data["keys"]:
+        rate = key.get("rate_per_minute")
+        rate = default_rate if rate is None else rate
+        table.add_row(
+            escape(key["name"]),
+            str(key.get("created") or "-"),
+            str(key.get("last_used") or "never"),
+            str(key["requests"]),
+            str(key["model_calls"]),
+            _usd(key["cost_usd"]),
+            "no limit" if not rate else str(rate),
+            _spend(key),
+        )
+    out.print(table)
+    out.print(f"all keys: {_spend(data['global'])}, resets {data['global']['budget_resets_at']}")
 
 
 def _percent(value: Any) -> str:
