@@ -24,6 +24,13 @@ INTERNAL_TASKS = {
     "cloudwatch_agent": {"vars"},
     "ssm_agent": {"vars"},
     "cache_backup": {"enabled", "disabled"},
+    "aws_deployment": {"credentials"},
+    "aws_secret": set(),
+    "aws_backup_bucket": set(),
+    "aws_instance_role": set(),
+    "aws_network": set(),
+    "aws_instance": set(),
+    "aws_dns": set(),
 }
 
 
