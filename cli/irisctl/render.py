@@ -253,6 +253,23 @@ def _usd(value: Any) -> str:
     return "-" if value is None else f"${float(value):.6f}"
 
 
+def aws_resources_table(data: dict[str, Any], title: str) -> None:
+    """The deployment's AWS resources: what each is and what was (or would be) done to it."""
+    table = Table(title=f"{title}: {data.get('deployment')} ({data.get('region')})")
+    for column in ("resource", "name", "id", "exists", "action"):
+        table.add_column(column)
+    for item in data["resources"]:
+        action = item.get("action") or "-"
+        table.add_row(
+            item["kind"],
+            escape(str(item.get("name") or "-")),
+            escape(str(item.get("id") or "-")),
+            _ok(bool(item.get("exists"))),
+            f"[yellow]{action}[/]" if action not in ("none", "-") else action,
+        )
+    out.print(table)
+
+
 def plain(text: str) -> None:
     out.print(escape(text))
 
