@@ -52,3 +52,4 @@ bench: install
 	$(VENV)/bin/python bench/service_serving.py
 	$(VENV)/bin/python bench/deploy_bench.py
 	$(VENV)/bin/python bench/deploy_failures.py
+	$(VENV)/bin/python bench/cache_backup_bench.py
