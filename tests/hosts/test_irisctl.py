@@ -3,8 +3,8 @@
 The irisctl host is one of the session's sandbox hosts, converged with the others (at V1); every
 command is limited to it (`irisctl --limit`), so the other hosts' stories are not touched. Order
 matters (one host, one story): provision, deploy a second version, releases, rollback, restart,
-logs, the deploy lock, a failed deploy, cache after real analyses, cache clear, health healthy
-then unhealthy.
+logs, the deploy lock, a failed deploy, cache after real analyses, cache clear, a cache backup to
+S3 (moto) restored into the wiped cache, the daily backup timer, health healthy then unhealthy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from host_helpers import IRISCTL_HOST, V1, Sandbox, https
 from irisctl.errors import EXIT_FAILED, EXIT_LOCKED
-from irisctl.sandbox import hosts
+from irisctl.sandbox import hosts, stack
 from irisctl.sandbox.broken_releases import build_broken_release
 from irisctl.sandbox.hosts import Host
 
@@ -258,6 +258,65 @@ def test_cache_clear_removes_everything(box: Operator) -> None:
     (cleared,) = box.json("cache", "clear", "--yes")["hosts"]
     assert cleared["removed"] == len(SOURCES)
     assert box.json("cache", "stats")["hosts"][0]["entries"] == 0
+
+
+def sandbox_s3() -> Any:
+    """The sandbox's S3 (moto), read with boto3 from outside the hosts."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.MOTO_URL,
+        region_name=stack.AWS_REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+
+
+def backup_keys() -> set[str]:
+    pages = sandbox_s3().get_paginator("list_objects_v2").paginate(Bucket=stack.BACKUP_BUCKET)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def head_backup(key: str) -> dict[str, Any]:
+    return sandbox_s3().head_object(Bucket=stack.BACKUP_BUCKET, Key=key)
+
+
+def test_cache_backup_then_restore_into_the_wiped_cache_is_a_hit(
+    box: Operator, tmp_path: Path
+) -> None:
+    box.json("cache", "clear", "--yes")
+    assert box.analyze("b.py", SOURCES["b.py"])["metadata"]["cache_hit"] == 0
+    (backup,) = box.json("cache", "backup")["hosts"]
+    assert backup["entries"] == 1 and backup["bucket"] == stack.BACKUP_BUCKET
+    head = head_backup(backup["key"])
+    assert head["Metadata"]["entries"] == "1" and head["ServerSideEncryption"] == "AES256"
+    assert head["ContentLength"] == backup["bytes"]
+    (listed,) = box.json("cache", "backups")["hosts"]
+    assert listed["backups"][0]["id"] == backup["id"] and listed["backups"][0]["entries"] == 1
+
+    local = tmp_path / "b.py"
+    local.write_text(SOURCES["b.py"])
+    assert box.json("cache", "clear", "--yes")["hosts"][0]["removed"] == 1
+    assert box.irisctl("cache", "inspect", str(local)).returncode == EXIT_FAILED
+    (restored,) = box.json("cache", "restore", "--yes")["hosts"]
+    assert restored["id"] == backup["id"] and restored["restored"] == 1
+    assert box.json("cache", "inspect", str(local))["hosts"][0]["found"] is True
+    model_calls = box.json("cache", "stats")["hosts"][0]["model_calls"]
+    assert box.analyze("b.py", SOURCES["b.py"])["metadata"]["cache_hit"] == 1
+    assert box.json("cache", "stats")["hosts"][0]["model_calls"] == model_calls
+
+
+def test_the_daily_backup_timer_is_active_and_its_run_makes_a_backup(box: Operator) -> None:
+    assert box.ssh_output("systemctl is-active iris-cache-backup.timer") == "active"
+    hostname = box.ssh_output("hostname")
+    before = backup_keys()
+    box.ssh("systemctl start iris-cache-backup.service")  # oneshot: returns when it has run
+    result = box.ssh_output("systemctl show -p Result --value iris-cache-backup.service")
+    assert result == "success"
+    (new,) = backup_keys() - before
+    assert new.endswith(f"-{hostname}.tar.gz")
+    assert head_backup(new)["Metadata"]["entries"] == "1"
 
 
 def test_health_is_exit_0_then_1_when_the_service_is_stopped(box: Operator) -> None:
