@@ -83,11 +83,12 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
-def _spawn(name: str, argv: list[str]) -> dict[str, str | int]:
+def _spawn(name: str, argv: list[str], env: dict[str, str] | None = None) -> dict[str, str | int]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(
             argv,
+            env={**os.environ, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -132,6 +133,8 @@ def _start_moto() -> dict[str, str | int]:
     record = _spawn(
         "moto",
         [sys.executable, "-m", "moto.server", "-H", BRIDGE_ADDRESS, "-p", str(MOTO_PORT)],
+        # the AWS managed policies an instance role attaches (`irisctl aws up` on the sandbox)
+        env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
     )
     _wait_port(BRIDGE_ADDRESS, MOTO_PORT, "moto", record)
     import boto3
