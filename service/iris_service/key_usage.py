@@ -41,7 +41,7 @@ class KeyUsage:
 
     def _add(self, name: str, requests: int, model_calls: int, cost_usd: float) -> None:
         try:
-            self._db().execute(_ADD, (name, requests, model_calls, cost_usd, time.time()))
+            self._connections.write(_ADD, (name, requests, model_calls, cost_usd, time.time()))
         except (sqlite3.Error, OSError) as error:
             log.warning("cannot update %s: %s", self.path, error)
 

@@ -73,11 +73,10 @@ class SQLiteStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
-        db = self._db()
-        (value,) = db.execute(_INCR, (key, amount, now, expiry)).fetchone()
+        (value,) = self._connections.write(_INCR, (key, amount, now, expiry))
         if now >= self._next_purge:
             self._next_purge = now + 60
-            db.execute("DELETE FROM counters WHERE expires <= ?", (now,))
+            self._connections.write("DELETE FROM counters WHERE expires <= ?", (now,))
         return int(value)
 
     def get(self, key: str) -> int:
