@@ -20,6 +20,7 @@ from iris_service import cache_backup
 from iris_service.cache import CacheEntry, DiskCache
 from iris_service.cache_key import key_for, valid_key
 from iris_service.config import SUPPORTED_LANGUAGES, Settings
+from iris_service.key_admin import budget_summary
 from iris_service.metrics import CacheMetrics
 from iris_service.source import normalize_source
 
@@ -72,6 +73,7 @@ def cache_stats(settings: Settings) -> dict[str, Any]:
         "newest_entry": _iso(newest),
         **{k: v for k, v in counters.items() if k not in ("since", "updated_at")},
         "metrics_since": counters.get("since"),
+        "budget": budget_summary(settings),  # today's model spend against the global budget
     }
 
 

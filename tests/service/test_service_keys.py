@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from iris_service import key_admin
+from iris_service import admin, key_admin
 from iris_service.api_keys import KeyRing, KeysFileError, load_keys_file
 from iris_service.config import Settings
 from iris_service.rate_limits import SQLiteStorage
@@ -280,3 +280,13 @@ def test_a_key_is_never_logged(gunicorn_factory, tmp_path: Path):
     assert response.status_code == 401
     logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
     assert "alice-secret-key" not in logs
+
+
+def test_cache_stats_show_the_days_spend_against_the_global_budget(make_client, keyed):
+    budgeted = keyed.with_changes(daily_budget_usd=2.0)
+    client = make_client(budgeted)
+    spent = post(client, DEFAULT_KEY, sample_source("one")).get_json()["metadata"]
+    budget = admin.cache_stats(budgeted)["budget"]
+    assert budget["daily_budget_usd"] == 2.0
+    assert budget["spent_today_usd"] == pytest.approx(spent["estimated_cost_usd"])
+    assert budget["budget_resets_at"].endswith("T00:00:00+00:00")
