@@ -245,3 +245,18 @@ def test_list_with_one_shared_store_counts_the_spend_once(keys, monkeypatch) -> 
     assert data["keys"][0]["cost_usd"] == 0.5  # each host's own calls add up
     assert data["keys"][0]["spent_today_usd"] == 0.5  # one shared day's spend
     assert data["global"]["spent_today_usd"] == 0.5
+
+
+def test_cache_stats_show_the_days_spend_against_the_budget(
+    invoke, local_inventory: Path, monkeypatch
+) -> None:
+    stats = {
+        "entries": 1,
+        "budget": {"spent_today_usd": 0.5, "daily_budget_usd": 10.0, "budget_resets_at": "x"},
+    }
+    monkeypatch.setattr(
+        Target, "reports", lambda self, playbook, **kw: {"local-1": {"rc": 0, "result": stats}}
+    )
+    result = invoke("-i", str(local_inventory), "cache", "stats")
+    assert result.exit_code == 0
+    assert "model spend today" in result.stdout and "$0.500000 of $10.00" in result.stdout
