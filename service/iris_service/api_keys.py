@@ -138,8 +138,6 @@ class KeyRing:
 
     def __init__(self, env_keys: tuple[str, ...], path: Path | None) -> None:
         self._default = {hash_key(key): ClientKey(DEFAULT_NAME) for key in env_keys}
-        # Open access (dev) only when no key is configured anywhere: a keys file, even an
-        # empty one, means every request needs a key.
         self.path = path
         self._lock = threading.Lock()
         self._state: tuple[int, int, int, int] | None = None
@@ -151,6 +149,8 @@ class KeyRing:
 
     @property
     def open_access(self) -> bool:
+        """Open (dev) only when no key is configured anywhere: a keys file, even a missing or
+        empty one, means every request needs a key."""
         return self.path is None and not self._default
 
     def _refresh(self) -> None:

@@ -80,6 +80,8 @@ class SQLiteStorage(Storage):
         return int(value)
 
     def get(self, key: str) -> int:
+        if not self.path.exists():  # nothing counted yet; a reader must not create the file
+            return 0
         row = (
             self._db()
             .execute("SELECT value FROM counters WHERE key = ? AND expires > ?", (key, time.time()))
@@ -88,6 +90,8 @@ class SQLiteStorage(Storage):
         return int(row[0]) if row else 0
 
     def get_expiry(self, key: str) -> float:
+        if not self.path.exists():
+            return time.time()
         row = (
             self._db()
             .execute(

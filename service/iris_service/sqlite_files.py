@@ -36,14 +36,16 @@ class ThreadConnections:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(self._schema)
-            lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            self._local.db, self._local.lock_fd, self._local.pid = db, lock_fd, os.getpid()
+            self._local.db, self._local.lock_fd, self._local.pid = db, None, os.getpid()
         return db
 
     def write(self, sql: str, params: tuple[Any, ...]) -> Any:
         """Run one writing statement, one writer at a time; its first row (``RETURNING``)."""
         db = self.get()
         fd = self._local.lock_fd
+        if fd is None:  # only writers make it: a reader (the admin tool) creates nothing
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            self._local.lock_fd = fd
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             return db.execute(sql, params).fetchone()

@@ -290,3 +290,10 @@ def test_cache_stats_show_the_days_spend_against_the_global_budget(make_client, 
     assert budget["daily_budget_usd"] == 2.0
     assert budget["spent_today_usd"] == pytest.approx(spent["estimated_cost_usd"])
     assert budget["budget_resets_at"].endswith("T00:00:00+00:00")
+
+
+def test_reading_use_and_spend_creates_no_file(keyed):
+    """The admin tool may run as another user than the service: files it made would be its."""
+    key_admin.key_report(keyed)
+    admin.cache_stats(keyed)
+    assert not keyed.cache_dir.exists() or not any(keyed.cache_dir.iterdir())
