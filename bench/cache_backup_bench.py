@@ -142,7 +142,10 @@ def main() -> None:
             report = details[name]
             result = {
                 "backup": lambda r: f"{r['entries']} entries, tool's own {r['seconds']} s",
-                "backups": lambda r: f"{len(r['backups'])} backups listed",
+                "backups": lambda r: (
+                    f"{len(r['backups'])} backups listed, the newest with "
+                    f"{r['backups'][0]['entries']} entries"
+                ),
                 "restore (empty cache)": lambda r: f"{r['restored']} restored",
                 "restore (full cache)": lambda r: (
                     f"{r['kept_existing']} kept, {r['restored']} restored"

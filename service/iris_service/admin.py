@@ -1,8 +1,9 @@
 """``iris-service-admin``: inspect, clear, back up and restore the cache on a host; prints
 JSON on stdout.
 
-Exit codes: 0 success, 2 usage error, 3 entry or backup not found, 4 no backup bucket
-configured, 5 no backups at all, 6 access denied, 7 S3 unreachable, 8 no such bucket.
+Exit codes: 0 success, 1 any other S3 or archive failure, 2 usage error, 3 entry or backup
+not found, 4 no backup bucket configured, 5 no backups at all, 6 access denied, 7 S3
+unreachable, 8 no such bucket.
 """
 
 from __future__ import annotations

@@ -104,6 +104,8 @@ def _s3_errors(target: BackupTarget, what: str) -> Iterator[None]:
         raise BackupError(f"{what}: no AWS credentials found", EXIT_ACCESS_DENIED) from None
     except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as error:
         raise BackupError(f"{what}: S3 unreachable ({error})", EXIT_UNREACHABLE) from None
+    except bx.BotoCoreError as error:  # e.g. a response stream cut off midway
+        raise BackupError(f"{what} failed: {type(error).__name__}: {error}", 1) from None
 
 
 def _client(target: BackupTarget) -> Any:
