@@ -6,10 +6,11 @@ Times (best of 5 runs), in one process on a fresh cache dir (on the disk of this
 1. the key check before named keys (``hmac.compare_digest`` against each IRIS_API_KEY key);
 2. the key check now: ``stat`` of the keys file, SHA-256, lookup, constant-time compare;
 3. the rate limit count (``limits`` fixed window on the SQLite storage);
-4. the per-key usage row;
-5. all of it: ``ClientAuth.admit`` (what every analyze request runs before its body is read),
-   alone and with a second process admitting the same key at the same time (both writers
-   contend for the same SQLite file, as gunicorn's 2 workers do).
+4. the per-key usage count (in memory; each worker writes it once a second);
+5. all of it: ``ClientAuth.admit`` (what every analyze request runs before its body is read)
+   for a key without a rate limit (the default: IRIS_RATE_LIMIT_PER_MINUTE=0) and for a key
+   with one, alone and with a second process admitting the same key at the same time (both
+   writers contend for the same SQLite file, as gunicorn's 2 workers do).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pathlib import Path
 from iris_service.auth import ClientAuth
 from iris_service.config import Settings
 
-NAMED_KEY = "iris_named-key-0"
+NAMED_KEY = "iris_named-key-0"  # key-0: counted on every request, never refused
+DEFAULT_KEY = "default-key"  # IRIS_API_KEY: no rate limit
 
 
 REPEAT = 5  # each figure is the best of this many runs: the machine's noise only adds
@@ -46,17 +48,15 @@ def _per_call_us(fn: Callable[[], object], count: int) -> float:
 
 def _settings(base: Path, keys: int) -> Settings:
     entries = {
-        f"key-{i}": {"sha256": hashlib.sha256(f"iris_named-key-{i}".encode()).hexdigest()}
+        f"key-{i}": {
+            "sha256": hashlib.sha256(f"iris_named-key-{i}".encode()).hexdigest(),
+            "rate_per_minute": 10**9,
+        }
         for i in range(keys)
     }
     path = base / "api_keys.json"
     path.write_text(json.dumps({"format": 1, "revision": 1, "keys": entries}))
-    return Settings(
-        api_keys=("default-key",),
-        api_keys_file=path,
-        cache_dir=base / "iris",
-        rate_limit_per_minute=10**9,  # counted on every request, never refused
-    )
+    return Settings(api_keys=(DEFAULT_KEY,), api_keys_file=path, cache_dir=base / "iris")
 
 
 def _contender(settings: Settings, count: int, ready: multiprocessing.Event) -> None:
@@ -91,10 +91,13 @@ def main() -> None:
             "rate limit count (limits, SQLite storage)": _per_call_us(
                 lambda: auth.limiter.hit("key-0", 10**9), args.requests
             ),
-            "usage row (requests, last used)": _per_call_us(
+            "usage count (in memory)": _per_call_us(
                 lambda: auth.usage.record_request("key-0"), args.requests
             ),
-            "admit: all of it, one process": _per_call_us(
+            "admit, a key without a rate limit": _per_call_us(
+                lambda: auth.admit(DEFAULT_KEY), args.requests
+            ),
+            "admit, a key with a rate limit": _per_call_us(
                 lambda: auth.admit(NAMED_KEY), args.requests
             ),
         }
@@ -104,7 +107,7 @@ def main() -> None:
         )
         other.start()
         ready.wait()
-        rows["admit: all of it, 2 processes at once"] = _per_call_us(
+        rows["admit, a key with a rate limit, 2 processes at once"] = _per_call_us(
             lambda: auth.admit(NAMED_KEY), args.requests
         )
         other.join()

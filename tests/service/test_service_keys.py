@@ -17,9 +17,10 @@ import requests
 from iris_service import admin, key_admin
 from iris_service.api_keys import KeyRing, KeysFileError, load_keys_file
 from iris_service.config import Settings
+from iris_service.key_usage import KeyUsage
 from iris_service.rate_limits import SQLiteStorage
 from iris_service.startup_check import EXIT_BAD_CONFIG, config_problem
-from service_helpers import analyze_body, sample_source
+from service_helpers import analyze_body, sample_source, wait_until
 
 ANALYZE = "/api/iris/analyze"
 DEFAULT_KEY = "test-client-key"
@@ -245,6 +246,7 @@ def test_the_host_report_counts_each_keys_use_and_spend(make_client, keyed, keys
     post(client, "alice-key-1", sample_source("one"))
     post(client, "alice-key-1", sample_source("one"))
     post(client, DEFAULT_KEY, sample_source("two"))
+    client.application.extensions["iris"].auth.usage.flush()  # else within a second
     report = key_admin.key_report(keyed.with_changes(daily_budget_usd=10.0))
     alice, default = report["keys"]["alice"], report["keys"]["default"]
     assert (alice["requests"], alice["model_calls"]) == (2, 1)
@@ -290,6 +292,34 @@ def test_cache_stats_show_the_days_spend_against_the_global_budget(make_client, 
     assert budget["daily_budget_usd"] == 2.0
     assert budget["spent_today_usd"] == pytest.approx(spent["estimated_cost_usd"])
     assert budget["budget_resets_at"].endswith("T00:00:00+00:00")
+
+
+def test_every_worker_writes_its_counts_within_a_second(gunicorn_factory, tmp_path: Path):
+    keys_file = tmp_path / "api_keys.json"
+    write_keys(keys_file, {"alice": {"key": "alice-key-1"}})
+    server = gunicorn_factory(IRIS_API_KEYS_FILE=str(keys_file)).start()
+    body = analyze_body(sample_source("counted"))
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(
+            pool.map(
+                lambda _: server.post(body, headers={"x-api-key": "alice-key-1"}).status_code,
+                range(20),
+            )
+        )
+    assert statuses == [200] * 20
+    usage = KeyUsage(tmp_path / "iris" / "key_usage.sqlite")
+    counted = wait_until(lambda: usage.read().get("alice", {}).get("requests") == 20, timeout=5)
+    assert counted, usage.read()
+    assert usage.read()["alice"]["model_calls"] == 1
+
+
+def test_a_worker_writes_its_last_counts_when_it_stops(gunicorn_factory, tmp_path: Path):
+    keys_file = tmp_path / "api_keys.json"
+    write_keys(keys_file, {"alice": {"key": "alice-key-1"}})
+    server = gunicorn_factory(IRIS_API_KEYS_FILE=str(keys_file)).start()
+    assert server.post(analyze_body("x = 1\n"), headers={"x-api-key": "alice-key-1"}).ok
+    server.stop()  # within the second: only the exit's flush can have written it
+    assert KeyUsage(tmp_path / "iris" / "key_usage.sqlite").read()["alice"]["requests"] == 1
 
 
 def test_reading_use_and_spend_creates_no_file(keyed):
