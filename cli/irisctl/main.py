@@ -98,6 +98,7 @@ def cli(
 
 def _register() -> None:
     from irisctl.commands import (
+        aws,
         cache,
         deploy,
         health,
@@ -113,6 +114,7 @@ def _register() -> None:
     )
 
     for module in (
+        aws,
         sandbox,
         provision,
         deploy,
