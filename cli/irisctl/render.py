@@ -264,7 +264,7 @@ def aws_resources_table(data: dict[str, Any], title: str) -> None:
             item["kind"],
             escape(str(item.get("name") or "-")),
             escape(str(item.get("id") or "-")),
-            _ok(bool(item.get("exists"))),
+            "yes" if item.get("exists") else "no",
             f"[yellow]{action}[/]" if action not in ("none", "-") else action,
         )
     out.print(table)
