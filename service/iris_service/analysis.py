@@ -15,6 +15,7 @@ from iris_service.auth import ANONYMOUS, ClientAuth
 from iris_service.cache import AnalysisCache, CacheEntry, DiskCache, MemoryCache
 from iris_service.cache_key import key_for
 from iris_service.config import SUPPORTED_LANGUAGES, Settings
+from iris_service.cpu_gate import CpuGate
 from iris_service.emf import EmfEmitter
 from iris_service.errors import BadRequest, IrisError, ModelError
 from iris_service.metrics import CacheMetrics
@@ -102,9 +103,12 @@ class Analyzer:
         metrics: CacheMetrics,
         emf: EmfEmitter,
         auth: ClientAuth | None = None,
+        gate: CpuGate | None = None,
     ) -> None:
         self.settings = settings
         self.auth = auth or ClientAuth(settings)
+        # Held by the request (cpu_gate.CpuGateMiddleware); given back while it waits.
+        self.gate = gate or CpuGate()
         self.agent = agent
         self.cache = cache
         self.metrics = metrics
@@ -167,7 +171,7 @@ class Analyzer:
             self.auth.record_model_call(client, float(entry.usage["cost_usd"]))
             return entry
 
-        entry, hit = self.cache.get_or_compute(key, compute, deadline)
+        entry, hit = self.cache.get_or_compute(key, compute, deadline, self.gate.released)
         if hit:
             self.emf.emit("analysis_started", {"TotalPromptTokens": 0, "CacheHit": 1})
             self.metrics.record_hit(float(entry.usage.get("cost_usd", 0.0)))
@@ -187,7 +191,8 @@ class Analyzer:
         prompt_tokens = estimate_tokens(INSTRUCTIONS) + estimate_tokens(prompt)
         self.emf.emit("analysis_started", {"TotalPromptTokens": prompt_tokens, "CacheHit": 0})
         try:
-            answer = self.agent.analyze(prompt, deadline)
+            with self.gate.released():  # seconds of waiting on the model
+                answer = self.agent.analyze(prompt, deadline)
             raw_blocks = [block.model_dump() for block in answer.blocks]
             blocks = clean_blocks(raw_blocks, line_count(normalized))
             if not blocks:

@@ -241,13 +241,25 @@ class AnalysisCache:
             log.error("cannot write cache entry %s: %s", entry.key, error)
 
     def get_or_compute(
-        self, key: str, compute: Callable[[], CacheEntry], deadline: float
+        self,
+        key: str,
+        compute: Callable[[], CacheEntry],
+        deadline: float,
+        while_waiting: Callable[[], contextlib.AbstractContextManager[None]] = (
+            contextlib.nullcontext
+        ),
     ) -> tuple[CacheEntry, bool]:
-        """Return ``(entry, cache_hit)``; ``compute`` runs only when no worker has the entry."""
+        """Return ``(entry, cache_hit)``; ``compute`` runs only when no worker has the entry.
+
+        ``while_waiting`` is entered around the wait for the key's lock (the caller gives back
+        its cpu_gate slot there: the holder may be computing for seconds).
+        """
         entry = self.lookup(key)
         if entry is not None:
             return entry, True
-        with self.disk.key_lock(key, deadline):
+        with contextlib.ExitStack() as held:
+            with while_waiting():
+                held.enter_context(self.disk.key_lock(key, deadline))
             entry = self.lookup(key)  # someone else may have finished it while we waited
             if entry is not None:
                 return entry, True

@@ -3,15 +3,17 @@
 The host's /etc/iris/gunicorn.conf.py does ``from iris_service.gunicorn_conf import *`` and
 overrides a few names, so every setting here is a plain module-level name.
 
-Why gthread, 2 workers x 16 threads: an analysis spends seconds waiting on the model API and
-almost no CPU. Upstream's 2 sync workers meant two slow analyses blocked everything, health
-checks and cache hits included (bench/service_serving.py: 20 analyses of 2 s took 20 s and a
-health check waited up to 20 s). With threads, a waiting analysis holds only a thread. On a
-1 GB / 2 vCPU host: one process per vCPU (the GIL makes more processes the only way to use
-both CPUs for cache hits; each costs ~80 MB RSS with the OpenAI SDK loaded), and 16 threads
-each (a thread costs well under 1 MB RSS) give 32 request slots, so health checks and cache
-hits are still answered with ~30 analyses in flight. gevent would scale further but must
-monkey-patch the OpenAI/boto3 clients' sockets; threads need nothing special.
+Why gthread, 2 workers x 160 threads: an analysis spends seconds waiting on the model API and
+almost no CPU, so capacity is how many can wait at once. A waiting analysis holds only a
+thread (well under 1 MB); one process per vCPU (the GIL makes processes the only way to use
+both CPUs for cache hits; each costs ~70-90 MB RSS with the OpenAI SDK and boto3 loaded).
+2 x 160 = 320 request slots: nginx admits at most ``nginx_api_max_in_flight`` (288) API
+requests at once and answers the rest 503 with Retry-After, so 32 slots are always left for
+health checks. Health never waits behind the analyses' CPU work either: each request holds
+the worker's cpu_gate slot while it runs Python code and gives it back while it waits on
+the model (iris_service/cpu_gate.py). Measured with bench/capacity_bench.py (256 analyses of
+a 2 s model through nginx). gevent would need the OpenAI/boto3 sockets monkey-patched and
+serializes CPU work in one loop just the same; threads need nothing special.
 
 preload_app is off: measured, preloading saved no memory (peak RSS was higher: reference
 counting dirties the shared pages), and loading in each worker keeps the secret fetch, the
@@ -28,18 +30,14 @@ from iris_service.startup_check import refuse_bad_config
 bind = os.environ.get("IRIS_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("IRIS_WORKERS", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("IRIS_THREADS", "16"))
+threads = int(os.environ.get("IRIS_THREADS", "160"))
 # A request's own deadline (IRIS_REQUEST_DEADLINE_S, 100 s) ends before this; for gthread this
 # is the worker heartbeat limit, so it only fires for a wedged worker.
 timeout = int(os.environ.get("IRIS_TIMEOUT_S", "120"))
 graceful_timeout = 30
-# A gthread worker accepts connections until worker_connections (default 1000), even with every
-# thread busy: a health check accepted by a worker full of slow analyses then waits for one
-# of them to end (measured: up to 1.7 s with 28 analyses in flight) although the other worker
-# is idle. Accepting only what the threads can serve leaves the rest to the other worker (or
-# the listen backlog); keep-alive is off because idle kept-alive connections would count too
-# (nginx talks HTTP/1.0 to upstreams unless told otherwise, so it does not use it anyway).
-worker_connections = threads
+# keep-alive is off: gunicorn would count idle kept-alive connections against
+# worker_connections (derived from threads in on_starting below), and nginx talks HTTP/1.0 to
+# upstreams unless told otherwise, so it would not use it anyway.
 keepalive = 0
 accesslog = os.environ.get("IRIS_ACCESS_LOG", "-")
 errorlog = os.environ.get("IRIS_ERROR_LOG", "-")
@@ -56,11 +54,26 @@ worker_tmp_dir = (
 proc_name = "iris-backend"
 
 
-def on_starting(server):  # gunicorn server hook: server is the Arbiter
-    """Refuse a bad environment before binding; cap worker_connections at threads.
+def _accept_only_what_threads_serve(server) -> None:
+    """worker_connections = threads, from the final configuration.
 
-    worker_connections is capped here for a host config that overrides only ``threads``.
+    A gthread worker accepts connections until worker_connections (default 1000) even with
+    every thread busy: a health check accepted by a worker full of slow analyses then waits
+    for one of them to end although another worker is idle. Accepting only what the threads
+    can serve leaves the rest to another worker (or the listen backlog). Derived here, after
+    the host's config file has set ``threads``, never at import: a module-level
+    ``worker_connections = threads`` saw only this file's default, so a host's larger
+    ``threads`` never raised it (16 connections per worker whatever the inventory said). It is
+    not a setting of its own: ``threads`` is its one owner.
     """
+    server.cfg.set("worker_connections", server.cfg.threads)
+
+
+def on_starting(server):  # gunicorn server hook: server is the Arbiter
+    """Refuse a bad environment before binding; derive worker_connections from threads."""
     refuse_bad_config(server)
-    if server.cfg.worker_connections > server.cfg.threads:
-        server.cfg.set("worker_connections", server.cfg.threads)
+    _accept_only_what_threads_serve(server)
+
+
+def on_reload(server):  # SIGHUP re-reads the config files: derive it again before respawning
+    _accept_only_what_threads_serve(server)

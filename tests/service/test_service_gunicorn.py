@@ -247,21 +247,35 @@ def test_gunicorn_defaults(name, monkeypatch):
     monkeypatch.delenv(name, raising=False)
     importlib.reload(conf)
     assert conf.bind == "127.0.0.1:8080" and conf.workers == 2
-    assert conf.worker_class == "gthread" and 8 <= conf.threads <= 16
+    assert conf.worker_class == "gthread" and conf.threads >= 128  # hundreds in flight
 
 
-def test_a_worker_accepts_no_more_connections_than_it_has_threads():
-    from types import SimpleNamespace
+def _effective_config(control_socket: Path) -> dict:
+    """What the running arbiter uses (gunicorn's control socket: ``show config``)."""
+    from gunicorn.ctl.client import ControlClient
 
-    import iris_service.gunicorn_conf as conf
-    from gunicorn.config import Config
+    with ControlClient(str(control_socket), timeout=10) as client:
+        return client.send_command("show config")
 
-    assert conf.worker_connections == conf.threads and conf.keepalive == 0
-    cfg = Config()
-    cfg.set("threads", 6)  # a host config that overrides only threads
-    cfg.set("worker_connections", conf.worker_connections)
-    conf.on_starting(SimpleNamespace(cfg=cfg))
-    assert cfg.worker_connections == 6
+
+@pytest.mark.parametrize("threads", [5, 24])  # below and above the environment's 8
+def test_threads_set_by_a_host_config_file_are_what_each_worker_accepts(
+    gunicorn_factory, tmp_path, threads
+):
+    """The host's config file owns threads; worker_connections follows it, up or down."""
+    control = tmp_path / "gunicorn.ctl"
+    host_conf = tmp_path / "host.conf.py"
+    host_conf.write_text(
+        "from iris_service.gunicorn_conf import *  # noqa: F403\n"
+        f"threads = {threads}\ncontrol_socket = {str(control)!r}\n"
+    )
+    server = gunicorn_factory(IRIS_THREADS="8")
+    server.command = [*server.command[:-3], "-c", str(host_conf), server.command[-1]]
+    server.start()
+    assert wait_until(control.exists, timeout=30), server.error_log()
+    effective = _effective_config(control)
+    assert effective["threads"] == threads
+    assert effective["worker_connections"] == threads and effective["keepalive"] == 0
 
 
 def _raw_post(port: int, body: bytes, headers: dict[str, str]) -> bytes:
