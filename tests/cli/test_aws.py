@@ -21,6 +21,7 @@ import boto3
 import pytest
 import yaml
 from irisctl.paths import project_root
+from irisctl.sandbox.aws_standin import deployment_inventory, moto_environment
 
 REGION = "us-east-2"
 DEPLOYMENT = "iris-test"
@@ -81,23 +82,13 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_inventory(path: Path, ssh_key: Path, **overrides: Any) -> Path:
     """An inventory like inventory/production: the aws_ec2 plugin and the deployment's vars."""
     settings = {
-        "aws_deployment_name": DEPLOYMENT,
-        "aws_deployment_region": REGION,
         "aws_deployment_secret_name": SECRET_NAME,
-        "aws_deployment_backup_bucket": f"{DEPLOYMENT}-cache-backups",
         "aws_network_ssh_cidr": SSH_CIDR,
-        "aws_dns_zone": "",
         "iris_domain": "api.iris-test.invalid",
         "aws_instance_ssh_public_key_file": str(ssh_key),
         **overrides,
     }
-    plugin = yaml.safe_load((project_root() / "inventory/production/aws_ec2.yml").read_text())
-    plugin["regions"] = [settings["aws_deployment_region"]]
-    plugin["filters"]["tag:iris:deployment"] = settings["aws_deployment_name"]
-    (path / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
-    (path / "aws_ec2.yml").write_text(yaml.safe_dump(plugin))
-    (path / "group_vars" / "all" / "aws.yml").write_text(yaml.safe_dump(settings))
-    return path
+    return deployment_inventory(path, settings.pop("aws_deployment_name", DEPLOYMENT), **settings)
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +97,9 @@ def inventory(tmp_path_factory: pytest.TempPathFactory, ssh_key: Path) -> Path:
 
 
 def aws_env(moto_url: str, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k not in ("OPENAI_API_KEY", "IRISCTL_INVENTORY")
-    }
-    env.update(
-        AWS_ENDPOINT_URL=moto_url,
-        AWS_ACCESS_KEY_ID="testing-key-id",
-        AWS_SECRET_ACCESS_KEY="testing-secret-key",
-        AWS_EC2_METADATA_DISABLED="true",
-        **extra,
-    )
-    return env
+    env = moto_environment(dict(os.environ), moto_url)
+    env.pop("IRISCTL_INVENTORY", None)
+    return {**env, **extra}
 
 
 def run(inventory: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -146,8 +127,8 @@ def client(moto_url: str, service: str) -> Any:
         service,
         region_name=REGION,
         endpoint_url=moto_url,
-        aws_access_key_id="testing-key-id",
-        aws_secret_access_key="testing-secret-key",
+        aws_access_key_id="moto-key-id",
+        aws_secret_access_key="moto-secret-key",
     )
 
 

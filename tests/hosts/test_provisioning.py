@@ -1,13 +1,13 @@
 """`irisctl aws up | down` end to end: AWS resources in moto (server mode, the sandbox's), and
 a sandbox host standing in for the instance.
 
-The inventory is shaped like inventory/production: the aws_ec2 plugin finds the instance `up`
-created in moto by its tags; only the address Ansible reaches it at (and the sandbox's own
-settings) come from a host_vars file, which outranks what the plugin composes. So `up` runs
-its real path: resources, the inventory plugin, converge + deploy (site.yml), restore onto a
-new instance, health. The story, in order: up from an empty account, a real analysis, down
-(the cache is backed up first), the host's cache wiped, up again (a new instance: the backup
-is restored and the same analysis is a hit), down --all.
+The inventory is shaped like inventory/production (irisctl.sandbox.aws_standin): the aws_ec2
+plugin finds the instance `up` created in moto by its tags; only the address Ansible reaches it
+at (and the sandbox's own settings) come from a host_vars file, which outranks what the plugin
+composes. So `up` runs its real path: resources, the inventory plugin, converge + deploy
+(site.yml), restore onto a new instance, health. The story, in order: up from an empty
+account, a real analysis, down (the cache is backed up first), the host's cache wiped, up
+again (a new instance: the backup is restored and the same analysis is a hit), down --all.
 
 The stand-in is the irisctl story's host; this file runs after test_irisctl.py (file order).
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +23,9 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 from host_helpers import IRISCTL_HOST, V1, Sandbox, https
-from irisctl.paths import project_root
 from irisctl.sandbox import stack
-from irisctl.sandbox.hosts import Host, key_path
+from irisctl.sandbox.aws_standin import moto_environment, stand_in_inventory
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
 DEPLOYMENT = "iris-standin"
@@ -38,64 +35,16 @@ BUCKET = f"{DEPLOYMENT}-cache-backups"
 SOURCE = "def area(r):\n    return 3.14159 * r * r\n"
 
 
-def stand_in_inventory(path: Path, host: Host) -> Path:
-    """inventory/production's shape, the deployment renamed, the sandbox host standing in."""
-    production = project_root() / "inventory" / "production"
-    plugin = yaml.safe_load((production / "aws_ec2.yml").read_text())
-    plugin["filters"]["tag:iris:deployment"] = DEPLOYMENT
-    (path / "group_vars" / "all").mkdir(parents=True)
-    (path / "host_vars").mkdir()
-    (path / "aws_ec2.yml").write_text(yaml.safe_dump(plugin))
-    for vars_file in (project_root() / "inventory" / "sandbox" / "group_vars").glob("*.yml"):
-        shutil.copy(vars_file, path / "group_vars" / vars_file.name)
-    settings = {
-        "aws_deployment_name": DEPLOYMENT,
-        "aws_deployment_region": stack.AWS_REGION,
-        "aws_deployment_secret_name": SECRET_NAME,
-        "aws_deployment_backup_bucket": BUCKET,
-        "aws_network_ssh_cidr": "10.231.0.1/32",
-        "aws_dns_zone": "",
-        "aws_instance_ssh_public_key_file": f"{key_path()}.pub",
-        "iris_domain": host.fqdn,
-    }
-    (path / "group_vars" / "all" / "aws.yml").write_text(yaml.safe_dump(settings))
-    stand_in = {
-        # where the instance really is: the sandbox host
-        "ansible_host": host.ip,
-        "ansible_user": "ec2-user",
-        "ansible_become": True,
-        "ansible_python_interpreter": "/usr/bin/python3",
-        "ansible_ssh_private_key_file": str(key_path()),
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-        " -o LogLevel=ERROR",
-        # as in inventory/production/group_vars/iris.yml: the deployment's secret and bucket
-        "service_openai_secret_id": "{{ aws_deployment_secret_name }}",
-        "cache_backup_bucket": "{{ aws_deployment_backup_bucket }}",
-        # moto plays S3 and the instance metadata service (the role's credentials)
-        "cache_backup_environment": stack.BACKUP_ENVIRONMENT,
-    }
-    (path / "host_vars" / f"{INSTANCE}.yml").write_text(yaml.safe_dump(stand_in))
-    return path
-
-
 class Operator:
     def __init__(self, box: Sandbox, home: Path) -> None:
         self.box = box
         self.host = box.info.hosts[IRISCTL_HOST]
-        self.inventory = stand_in_inventory(home / "inventory", self.host)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "IRISCTL_")) and k != "OPENAI_API_KEY"
-        }
+        self.inventory = stand_in_inventory(home / "inventory", DEPLOYMENT, self.host)
+        env = moto_environment({k: v for k, v in os.environ.items() if "IRISCTL_" not in k})
         env.update(
             HOME=str(home),
             XDG_CONFIG_HOME=str(home / ".config"),
             XDG_CACHE_HOME=str(home / ".cache"),
-            AWS_ENDPOINT_URL=stack.MOTO_URL,
-            AWS_ACCESS_KEY_ID="standin-key-id",
-            AWS_SECRET_ACCESS_KEY="standin-secret-key",
-            AWS_EC2_METADATA_DISABLED="true",
             IRISCTL_CA_BUNDLE=str(box.pebble_roots),
         )
         self.env = env
@@ -138,8 +87,8 @@ class Operator:
             service,
             region_name=stack.AWS_REGION,
             endpoint_url=stack.MOTO_URL,
-            aws_access_key_id="standin-key-id",
-            aws_secret_access_key="standin-secret-key",
+            aws_access_key_id="moto-key-id",
+            aws_secret_access_key="moto-secret-key",
         )
 
     def instances(self) -> list[dict[str, Any]]:
