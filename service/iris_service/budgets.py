@@ -77,7 +77,12 @@ class Budgets:
         """``TooManyRequests`` when the key's or the service's budget for today is spent."""
         now = datetime.now(UTC)
         spent: list[tuple[str, float, float]] = []
+        if key_budget_usd is None and not self.global_budget_usd:
+            return
         try:
+            # A spend that cannot be recorded would never reach the budget: check it is kept.
+            if not self.storage.check():
+                raise StorageError(RuntimeError(f"{type(self.storage).__name__} unavailable"))
             if key_budget_usd is not None:
                 spent.append((f"key {name!r}", key_budget_usd, self.spent_usd(name, now)))
             if self.global_budget_usd:

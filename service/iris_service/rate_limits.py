@@ -4,10 +4,11 @@ The count must be shared by every worker on a host (later by every host). ``limi
 storages for memory (one process only), redis, memcached and mongodb: none is shared between
 the processes of one host without running a server. So the default storage is a small
 ``limits`` storage of our own on an SQLite file in the cache directory (``sqlite:///PATH``):
-one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` per request, atomic across processes,
-~13 us on the host's disk (WAL journal, no fsync per write: a power cut may lose the last
-counts, which is fine for limits). ``IRIS_RATE_LIMIT_STORAGE=redis://host:6379`` plugs in the
-library's own Redis storage unchanged, which shares the counts between hosts.
+one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` per request, atomic across processes
+(WAL journal, no fsync per write: a power cut may lose the last counts, which limits can
+afford; writers take turns on an flock, see ``sqlite_files``).
+``IRIS_RATE_LIMIT_STORAGE=redis://host:6379`` plugs in the library's own Redis storage
+unchanged, which shares the counts between hosts.
 
 Fixed window (one counter per key per minute) rather than a moving window: one write per
 request; a client can at most double its limit across a window boundary.
@@ -19,7 +20,6 @@ import logging
 import math
 import sqlite3
 import time
-import urllib.parse
 from pathlib import Path
 
 from limits import RateLimitItemPerMinute
@@ -50,13 +50,14 @@ class SQLiteStorage(Storage):
     """A ``limits`` storage on one SQLite file, shared by every process that opens it.
 
     Each thread has its own connection (opened after the fork, in the process that uses it).
-    Expired rows are deleted by ``purge`` (called at most once a minute per process).
+    Expired rows are deleted by ``incr``, at most once a minute per process.
     """
 
     STORAGE_SCHEME = ["sqlite"]
 
     def __init__(self, uri: str, wrap_exceptions: bool = False, **options: float | str | bool):
-        path = urllib.parse.urlparse(uri).path
+        # As SQLAlchemy writes them: sqlite:///relative/file, sqlite:////absolute/file.
+        path = uri.partition("://")[2].removeprefix("/")
         if not path:
             raise ConfigError(f"rate limit storage {uri!r}: no file (sqlite:///PATH)")
         self.path = Path(path)

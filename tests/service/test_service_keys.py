@@ -327,3 +327,23 @@ def test_reading_use_and_spend_creates_no_file(keyed):
     key_admin.key_report(keyed)
     admin.cache_stats(keyed)
     assert not keyed.cache_dir.exists() or not any(keyed.cache_dir.iterdir())
+
+
+def test_an_unusable_limit_storage_keeps_serving_but_never_risks_a_budget(
+    make_client, keyed, keys_file, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the storage's directory should be")
+    write_keys(keys_file, {"alice": {"key": "alice-key-1", "daily_budget_usd": 5}})
+    broken = keyed.with_changes(
+        rate_limit_per_minute=1, rate_limit_storage=f"sqlite:///{blocked / 'limits.sqlite'}"
+    )
+    client = make_client(broken)
+    with caplog.at_level(logging.WARNING, logger="iris_service.rate_limits"):
+        statuses = [post(client, DEFAULT_KEY).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]  # counts cannot be kept: not a reason to refuse
+    assert any("rate limit storage failed" in r.getMessage() for r in caplog.records)
+    assert post(client, "iris_wrong").status_code == 401  # keys are still checked
+    refused = post(client, "alice-key-1", sample_source("needs-the-model"))
+    assert refused.status_code == 503
+    assert refused.get_json()["error"] == "Model budget cannot be checked now; retry later"
