@@ -118,3 +118,50 @@ def test_certbot_drop_in_lets_renewals_write_and_the_hook_reload_nginx(tmp_path:
     assert "CAP_NET_BIND_SERVICE" in settings["CapabilityBoundingSet"][0]  # nginx -t binds
     assert settings["ProtectSystem"] == ["strict"]
     assert "AF_UNIX" in settings["RestrictAddressFamilies"][0]  # systemctl reload nginx
+
+
+# ------------------------------------------------------------------- load shedding ---
+def test_api_requests_past_the_ceiling_are_shed_with_a_json_503_and_retry_after(
+    site: str,
+) -> None:
+    defaults = role_defaults("nginx")
+    _plain, tls = servers(site)
+    api = next(loc for loc in locations(tls) if loc.startswith("    location /api/iris/ {"))
+    assert f"limit_conn iris_in_flight {defaults['nginx_api_max_in_flight']};" in api
+    assert "limit_conn_status 503;" in api
+    assert re.search(r"^limit_conn_zone \$server_name zone=iris_in_flight:\d+m;", site, re.M)
+    # The shed answer: 503 goes to @iris_error, whose message and Retry-After come from the
+    # limit's own verdict, so the service's and nginx's other 503s keep theirs.
+    assert "503" in re.search(r"error_page ([\d ]+) @iris_error;", tls).group(1).split()
+    shed = re.search(r"map \$limit_conn_status \$iris_error_message \{(.*?)\}", site, re.S)
+    assert f'REJECTED "{defaults["nginx_api_shed_message"]}";' in shed.group(1)
+    assert "default $iris_status_message;" in shed.group(1)
+    retry = re.search(r"map \$limit_conn_status \$iris_retry_after \{(.*?)\}", site, re.S)
+    assert f'REJECTED "{defaults["nginx_api_retry_after_s"]}";' in retry.group(1)
+    assert 'default "";' in retry.group(1)  # an empty value adds no header
+    assert re.search(r"^ {4}add_header Retry-After \$iris_retry_after always;", tls, re.M)
+    message = defaults["nginx_api_shed_message"]
+    assert json.loads(json.dumps({"error": message}))["error"] == message
+    assert '"' not in message and "\\" not in message
+
+
+def test_health_is_proxied_outside_the_ceiling(site: str) -> None:
+    _plain, tls = servers(site)
+    health = next(loc for loc in locations(tls) if "location = /api/iris/health {" in loc)
+    assert "proxy_pass http://iris_backend;" in health and "limit_conn" not in health
+
+
+def test_nginx_holds_a_burst_of_connections(tmp_path: Path, site: str) -> None:
+    defaults = role_defaults("nginx")
+    assert defaults["nginx_worker_connections"] >= 2 * 1000  # 1,000 clients + their upstreams
+    for listen in re.findall(r"listen (?:\[::\]:)?443 .*;", site):
+        assert f"backlog={defaults['nginx_listen_backlog']}" in listen
+    drop_in = unit_settings(
+        render_role_template(
+            tmp_path,
+            "nginx",
+            "hardening.conf.j2",
+            {"nginx_user": "www-data", "nginx_pid_file": "/run/nginx.pid"},
+        )
+    )
+    assert int(drop_in["LimitNOFILE"][0]) >= defaults["nginx_worker_connections"]

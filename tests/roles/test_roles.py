@@ -91,9 +91,10 @@ def test_nginx_has_no_ocsp_stapling(site: str) -> None:
 
 def test_nginx_proxies_the_api_with_the_hand_built_hosts_limits(site: str) -> None:
     assert directive(site, "client_max_body_size") == ["10M"]
-    assert directive(site, "proxy_connect_timeout") == ["60s"]
-    assert directive(site, "proxy_send_timeout") == ["120s"]
-    assert directive(site, "proxy_read_timeout") == ["120s"]
+    # the same in both proxied locations (health, and the rest of the API)
+    assert directive(site, "proxy_connect_timeout") == ["60s"] * 2
+    assert directive(site, "proxy_send_timeout") == ["120s"] * 2
+    assert directive(site, "proxy_read_timeout") == ["120s"] * 2
     assert "location /api/iris/ {" in site
     assert re.findall(r"^\s*server (\S+);", site, re.MULTILINE) == ["127.0.0.1:8080"]
     # gunicorn closes every connection (keepalive 0): an upstream keepalive pool would be unused
@@ -104,7 +105,8 @@ def test_nginx_proxies_the_api_with_the_hand_built_hosts_limits(site: str) -> No
 
 def test_nginx_redirects_port_80_except_acme_and_names_default_servers(site: str) -> None:
     listens = directive(site, "listen")
-    assert "80 default_server" in listens and "443 ssl http2 default_server" in listens
+    assert "80 default_server" in listens
+    assert "443 ssl http2 default_server backlog=4096" in listens
     plain = site[: site.index("listen 443")]
     acme = plain.index("location ^~ /.well-known/acme-challenge/")
     redirect = plain.index("return 301 https://$host$request_uri")
