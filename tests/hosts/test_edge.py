@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -347,3 +348,50 @@ def test_a_certbot_renewal_in_its_sandbox_reloads_the_sandboxed_nginx(
     )
     assert renewed != before
     assert root(edge, "systemctl show -p MainPID --value nginx.service").strip() == master
+
+
+# ------------------------------------------------------------------- load shedding ---
+SHED_CEILING = 2  # nginx_api_max_in_flight for the one converge of the shedding test
+
+
+def test_past_the_ceiling_nginx_sheds_with_a_json_503_and_retry_after(
+    box: Sandbox, edge: Host, tmp_path: Path
+) -> None:
+    """With the ceiling at 2 and two slow analyses in flight, a third API request is answered
+    at once with a JSON 503 and Retry-After, health still answers, and the two finish."""
+    site = "sha256sum /etc/nginx/conf.d/iris.conf"
+    before = root(edge, site)
+    bodies = []
+    for n in range(SHED_CEILING + 1):
+        body = tmp_path / f"slow-{n}.json"
+        source = f"y = {n}\n# IRIS-STANDIN: delay=6\n"
+        body.write_text(
+            json.dumps({"filename": "s.py", "language": "python", "source_code": source})
+        )
+        bodies.append(body)
+    converge_nginx(box, edge, nginx_api_max_in_flight=SHED_CEILING)
+    pool = ThreadPoolExecutor(SHED_CEILING)
+    try:
+        slow = [
+            pool.submit(
+                request, box, edge, "/api/iris/analyze", method="POST", body_file=b, timeout=60
+            )
+            for b in bodies[:SHED_CEILING]
+        ]
+        in_flight = "ss -Htn state established '( dport = :8080 )' | wc -l"
+        wait_for(lambda: int(root(edge, in_flight)) >= SHED_CEILING, 5, "two analyses in flight")
+        started = time.monotonic()
+        shed = request(box, edge, "/api/iris/analyze", method="POST", body_file=bodies[-1])
+        waited = time.monotonic() - started
+        body = assert_json_error(shed, 503)
+        assert body["error"] == "The IRIS backend is at capacity, retry later"
+        assert header_values(shed).get("retry-after") == ["5"], shed.headers
+        assert waited < 3, waited  # answered at once, not queued behind the analyses
+        assert request(box, edge, "/api/iris/health").status == 200
+        assert [future.result().status for future in slow] == [200] * SHED_CEILING
+    finally:
+        pool.shutdown(wait=True)
+        converge_nginx(box, edge)
+    assert root(edge, site) == before, "the site must be back to what converge wrote"
+    # nginx's other errors carry no Retry-After: only shed requests do.
+    assert "retry-after" not in header_values(request(box, edge, "/wp-login.php"))
