@@ -53,3 +53,4 @@ bench: install
 	$(VENV)/bin/python bench/deploy_bench.py
 	$(VENV)/bin/python bench/deploy_failures.py
 	$(VENV)/bin/python bench/cache_backup_bench.py
+	$(VENV)/bin/python bench/aws_bench.py
