@@ -49,7 +49,9 @@ sandbox-down:
 	$(VENV)/bin/irisctl sandbox down
 
 bench: install
+	command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 	$(VENV)/bin/python bench/service_serving.py
+	$(VENV)/bin/python bench/capacity_bench.py
 	$(VENV)/bin/python bench/deploy_bench.py
 	$(VENV)/bin/python bench/deploy_failures.py
 	$(VENV)/bin/python bench/cache_backup_bench.py
