@@ -1,11 +1,21 @@
-"""Serving benchmark: upstream's gunicorn config (2 sync workers) against ours (gthread).
+"""Serving benchmark, served directly by gunicorn on this machine (no nginx).
 
-Run by hand: ``.venv/bin/python bench/service_serving.py [--duration 10] [--slow 20]``.
+Run by hand: ``.venv/bin/python bench/service_serving.py [--duration 10] [--slow 28]``.
 
-For each config, on a fresh cache dir, with the model stand-in answering in 2 s:
+Every row runs under gunicorn with ``iris_service.gunicorn_conf`` plus the overrides its label
+names; the rows differ only in those settings (and, for the last, in the app):
+- this project's service under the seed's serving settings (2 sync workers);
+- this project's service under its own settings (the package defaults);
+- the same with ``preload_app``;
+- a minimal Flask app (parse the JSON body, answer a small JSON) under this project's settings:
+  the ceiling the cache-hit path is compared with (``hits vs minimal``).
+
+For each row, on a fresh cache dir, with the model stand-in answering in 2 s:
 1. cache-hit throughput and latency (wrk when /usr/bin/wrk exists, else a Python client);
-2. ``--slow`` distinct analyses fired at once, while a prober measures health-check latency;
+2. ``--slow`` distinct analyses fired at once, while a prober measures health-check latency
+   (not for the minimal app, which calls no model);
 3. peak RSS of the gunicorn process tree (master + workers) over the whole run.
+The figures on a sandbox host through nginx are bench/capacity_bench.py's.
 """
 
 from __future__ import annotations
@@ -27,13 +37,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+from capacity_bench import MINIMAL_APP
+from iris_service import gunicorn_conf
 
 API_KEY = "bench-key"
 MODEL_DELAY_S = 2.0
+OURS = f"{gunicorn_conf.workers} {gunicorn_conf.worker_class} x {gunicorn_conf.threads}"
+SERVICE, MINIMAL = "iris_service.wsgi:app", "minimal_app:app"
+# label: (gunicorn overrides, app)
 CONFIGS = {
-    "upstream (2 sync workers, 120 s)": "worker_class = 'sync'\nthreads = 1\nworkers = 2\n",
-    "ours (2 gthread workers x 16)": "",
-    "ours + preload_app": "preload_app = True\n",
+    "IRIS, seed settings (2 sync workers)": (
+        "worker_class = 'sync'\nthreads = 1\nworkers = 2\n",
+        SERVICE,
+    ),
+    f"IRIS, its settings ({OURS})": ("", SERVICE),
+    f"IRIS, its settings ({OURS}) + preload_app": ("preload_app = True\n", SERVICE),
+    f"minimal Flask app, IRIS settings ({OURS})": ("", MINIMAL),
 }
 
 
@@ -215,10 +234,13 @@ def slow_analyses(url: str, count: int) -> dict:
     }
 
 
-def run_config(name: str, overrides: str, standin_url: str, args: argparse.Namespace) -> dict:
+def run_config(
+    name: str, overrides: str, app: str, standin_url: str, args: argparse.Namespace
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="iris-bench-"))
     conf = work / "gunicorn.conf.py"
     conf.write_text("from iris_service.gunicorn_conf import *  # noqa: F403\n" + overrides)
+    (work / "minimal_app.py").write_text(MINIMAL_APP)
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "OPENAI_"))},
@@ -230,21 +252,20 @@ def run_config(name: str, overrides: str, standin_url: str, args: argparse.Names
         "IRIS_ERROR_LOG": str(work / "error.log"),
         "OPENAI_API_KEY": "sk-bench",
         "OPENAI_BASE_URL": standin_url + "/v1",
+        "PYTHONPATH": str(work),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(conf), "iris_service.wsgi:app"], env=env
-    )
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf), app], env=env)
     url = f"http://127.0.0.1:{port}"
     sampler = RssSampler(process.pid)
     try:
-        wait_http(url + "/api/iris/health")
+        wait_http(url + ("/api/iris/health" if app == SERVICE else "/"))
         sampler.start()
         warm = requests.post(
             url + "/api/iris/analyze", json=body("hot"), headers={"x-api-key": API_KEY}, timeout=60
         )
         warm.raise_for_status()
         hits = cache_hit_load(url, args.duration, args.connections)
-        slow = slow_analyses(url, args.slow)
+        slow = slow_analyses(url, args.slow) if app == SERVICE else None
         time.sleep(0.3)
     finally:
         sampler.stopped.set()
@@ -281,22 +302,28 @@ def main() -> int:
     standin_url = f"http://127.0.0.1:{port}"
     try:
         wait_http(standin_url + "/_standin/stats")
-        results = [run_config(n, o, standin_url, args) for n, o in CONFIGS.items()]
+        results = [run_config(n, o, a, standin_url, args) for n, (o, a) in CONFIGS.items()]
     finally:
         standin.terminate()
         standin.wait()
-    print(f"\nmodel stand-in delay {MODEL_DELAY_S} s; {os.cpu_count()} CPUs\n")
+    print(f"\nmodel stand-in delay {MODEL_DELAY_S} s; {os.cpu_count()} CPUs; served directly\n")
+    minimal = results[-1]["cache_hits"]["req_per_s"]
     header = (
-        f"{'config':34} {'hit req/s':>10} {'hit p50':>8} {'hit p99':>8} "
+        f"{'row':48} {'hit req/s':>10} {'vs minimal':>10} {'hit p99':>8} "
         f"{'slow wall':>9} {'health p50':>10} {'health max':>10} {'peak RSS':>9}"
     )
     print(header)
     for r in results:
         h, s = r["cache_hits"], r["slow"]
+        r["hits_vs_minimal"] = round(h["req_per_s"] / minimal, 2)
+        slow = (
+            f"{s['wall_s']:>8.1f}s {s['health_p50_ms']:>8.1f}ms {s['health_max_ms']:>8.1f}ms"
+            if s
+            else f"{'-':>9} {'-':>10} {'-':>10}"
+        )
         print(
-            f"{r['config']:34} {h['req_per_s']:>10.0f} {h['p50_ms']:>6.1f}ms "
-            f"{h['p99_ms']:>6.1f}ms {s['wall_s']:>8.1f}s {s['health_p50_ms']:>8.1f}ms "
-            f"{s['health_max_ms']:>8.1f}ms {r['peak_rss_mb']:>7.1f}MB"
+            f"{r['config']:48} {h['req_per_s']:>10.0f} {r['hits_vs_minimal']:>9.2f}x "
+            f"{h['p99_ms']:>6.1f}ms {slow} {r['peak_rss_mb']:>7.1f}MB"
         )
     print("\n" + json.dumps(results, indent=2))
     return 0
