@@ -28,6 +28,7 @@ from host_helpers import (
     Sandbox,
     served_certificate,
 )
+from host_helpers import https as https_stdout
 from irisctl.paths import project_root
 from irisctl.sandbox import hosts
 from irisctl.sandbox.hosts import Host
@@ -361,30 +362,29 @@ def test_past_the_ceiling_nginx_sheds_with_a_json_503_and_retry_after(
     at once with a JSON 503 and Retry-After, health still answers, and the two finish."""
     site = "sha256sum /etc/nginx/conf.d/iris.conf"
     before = root(edge, site)
-    bodies = []
-    for n in range(SHED_CEILING + 1):
-        body = tmp_path / f"slow-{n}.json"
+
+    def body(n: int) -> dict:
         source = f"y = {n}\n# IRIS-STANDIN: delay=6\n"
-        body.write_text(
-            json.dumps({"filename": "s.py", "language": "python", "source_code": source})
-        )
-        bodies.append(body)
+        return {"filename": "s.py", "language": "python", "source_code": source}
+
+    api = "/api/iris/analyze"
+    third = tmp_path / "third.json"
+    third.write_text(json.dumps(body(SHED_CEILING)))
     converge_nginx(box, edge, nginx_api_max_in_flight=SHED_CEILING)
     pool = ThreadPoolExecutor(SHED_CEILING)
     try:
+        # https_stdout: its answer comes on stdout, so concurrent requests share no files
         slow = [
-            pool.submit(
-                request, box, edge, "/api/iris/analyze", method="POST", body_file=b, timeout=60
-            )
-            for b in bodies[:SHED_CEILING]
+            pool.submit(https_stdout, edge, api, box.pebble_roots, method="POST", body=body(n))
+            for n in range(SHED_CEILING)
         ]
         in_flight = "ss -Htn state established '( dport = :8080 )' | wc -l"
         wait_for(lambda: int(root(edge, in_flight)) >= SHED_CEILING, 5, "two analyses in flight")
         started = time.monotonic()
-        shed = request(box, edge, "/api/iris/analyze", method="POST", body_file=bodies[-1])
+        shed = request(box, edge, api, method="POST", body_file=third)
         waited = time.monotonic() - started
-        body = assert_json_error(shed, 503)
-        assert body["error"] == "The IRIS backend is at capacity, retry later"
+        error = assert_json_error(shed, 503)
+        assert error["error"] == "The IRIS backend is at capacity, retry later"
         assert header_values(shed).get("retry-after") == ["5"], shed.headers
         assert waited < 3, waited  # answered at once, not queued behind the analyses
         assert request(box, edge, "/api/iris/health").status == 200
