@@ -468,6 +468,38 @@ def test_a_bad_ssh_address_is_refused_before_anything_changes(
     assert "aws_network_ssh_cidr must be one IPv4 network" in stderr
 
 
+def test_a_route53_zone_keeps_the_record_on_the_elastic_ip(
+    moto_url: str, ssh_key: Path, tmp_path: Path
+) -> None:
+    name, zone = "iris-dns", "iris-dns.example."
+    route53 = client(moto_url, "route53")
+    zone_id = route53.create_hosted_zone(Name=zone, CallerReference=name)["HostedZone"]["Id"]
+    inventory = write_inventory(
+        tmp_path,
+        ssh_key,
+        aws_deployment_name=name,
+        aws_deployment_secret_name=f"{name}/openai-api-key",
+        aws_dns_zone=zone,
+        iris_domain=f"api.{zone.rstrip('.')}",
+    )
+    env = aws_env(moto_url, OPENAI_API_KEY=SECRET_VALUE)
+    code, data, stderr = irisctl(inventory, env, "aws", "up", "--resources-only", "--json")
+    assert code == 0, stderr
+    address = by_kind(data)["elastic-ip"]["name"]
+    assert by_kind(data)["dns-record"]["action"] == "create"
+    records = route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+    (record,) = [r for r in records if r["Type"] == "A"]
+    assert record["Name"] == f"api.{zone}"
+    assert [r["Value"] for r in record["ResourceRecords"]] == [address]
+    code, data, stderr = irisctl(inventory, env, "aws", "status", "--json")
+    assert code == 0, stderr
+    assert data["dns"]["managed_by_route53"] is True and data["dns"]["route53_value"] == address
+    down = run(inventory, env, "aws", "down", "--all", "--yes", "--skip-backup")
+    assert down.returncode == 0, down.stderr
+    records = route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+    assert [r for r in records if r["Type"] == "A"] == []
+
+
 def test_the_production_inventory_names_one_deployment() -> None:
     """The plugin's filter and region are the deployment's settings: one deployment, not two."""
     production = project_root() / "inventory" / "production"

@@ -89,6 +89,7 @@ def dns_status(report: dict[str, Any]) -> dict[str, Any] | None:
         "resolves_to": resolved,
         "points_at_elastic_ip": bool(ip) and resolved == [ip],
         "managed_by_route53": bool(record.get("zone")),
+        "route53_value": record.get("value") or None,
         "record": f"{name}. 300 IN A {ip}" if ip else "",
     }
 
