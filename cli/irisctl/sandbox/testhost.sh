@@ -398,8 +398,11 @@ EOF
   (export PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0
    exec setsid pebble -config "$A/pebble-config.json" -dnsserver 127.0.0.1:8053 </dev/null >"$A/pebble.log" 2>&1) &
   echo $! >"$A/pebble.pid"
-  local i; for i in $(seq 50); do
-    curl -fsS --cacert "$A/ca.pem" "https://$TESTHOST_GW:$PEBBLE_PORT/dir" >/dev/null 2>&1 && break; sleep 0.1
+  # Up to 60 s: on a busy machine pebble takes seconds to generate its CA before it listens.
+  local i; for i in $(seq 600); do
+    curl -fsS --cacert "$A/ca.pem" "https://$TESTHOST_GW:$PEBBLE_PORT/dir" >/dev/null 2>&1 && break
+    kill -0 "$(cat "$A/pebble.pid")" 2>/dev/null || break
+    sleep 0.1
   done
   curl -fsS --cacert "$A/ca.pem" "https://$TESTHOST_GW:$PEBBLE_PORT/dir" >/dev/null || die "pebble not answering, see $A/pebble.log"
   # register names of hosts that are already up
