@@ -347,3 +347,23 @@ def test_an_unusable_limit_storage_keeps_serving_but_never_risks_a_budget(
     refused = post(client, "alice-key-1", sample_source("needs-the-model"))
     assert refused.status_code == 503
     assert refused.get_json()["error"] == "Model budget cannot be checked now; retry later"
+
+
+def test_any_limits_storage_uri_plugs_in(tmp_path: Path):
+    """The seam a shared store (redis://) uses: the library's own storages by their URI."""
+    from iris_service.budgets import Budgets
+    from iris_service.errors import TooManyRequests
+    from iris_service.rate_limits import RateLimiter, open_storage
+    from limits.storage import MemoryStorage
+
+    storage = open_storage("memory://")
+    assert isinstance(storage, MemoryStorage)
+    limiter = RateLimiter(storage)
+    limiter.hit("alice", 1)
+    with pytest.raises(TooManyRequests):
+        limiter.hit("alice", 1)
+    budgets = Budgets(storage, 0.0)
+    budgets.record("alice", 0.25)
+    assert budgets.spent_usd("alice") == 0.25
+    with pytest.raises(TooManyRequests):
+        budgets.check("alice", 0.25)
