@@ -482,9 +482,17 @@ def test_a_route53_zone_keeps_the_record_on_the_elastic_ip(
         aws_dns_zone=zone,
         iris_domain=f"api.{zone.rstrip('.')}",
     )
-    env = aws_env(moto_url, OPENAI_API_KEY=SECRET_VALUE)
+    # the operator's own key, made by hand before: adopted and tagged, its value untouched
+    secrets = client(moto_url, "secretsmanager")
+    secrets.create_secret(Name=f"{name}/openai-api-key", SecretString="sk-made-by-hand")
+    env = aws_env(moto_url)
     code, data, stderr = irisctl(inventory, env, "aws", "up", "--resources-only", "--json")
     assert code == 0, stderr
+    assert by_kind(data)["secret"]["action"] == "update"
+    described = secrets.describe_secret(SecretId=f"{name}/openai-api-key")
+    assert {"Key": "iris:deployment", "Value": name} in described["Tags"]
+    value = secrets.get_secret_value(SecretId=f"{name}/openai-api-key")["SecretString"]
+    assert value == "sk-made-by-hand"
     address = by_kind(data)["elastic-ip"]["name"]
     assert by_kind(data)["dns-record"]["action"] == "create"
     records = route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
