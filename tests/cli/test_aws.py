@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,8 +62,6 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    import time
-
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         assert proc.poll() is None, "moto exited at start"
@@ -440,11 +441,16 @@ def test_a_name_held_by_something_else_is_refused_and_a_rerun_finishes_the_half_
     squatter = ec2.create_security_group(
         GroupName=f"{name}-web", Description="someone else's", VpcId=vpc["VpcId"]
     )["GroupId"]
-    env = aws_env(moto_url, OPENAI_API_KEY=SECRET_VALUE)
-    code, _, stderr = irisctl(inventory, env, "aws", "up", "--resources-only")
-    assert code == 1, stderr
-    assert f"security group {name}-web ({squatter}) exists but is not deployment {name}'s" in stderr
+    # at a terminal, without OPENAI_API_KEY: the key for the new secret is asked, never echoed
+    env = aws_env(moto_url)
+    code, output = at_a_terminal(inventory, env, SECRET_VALUE, "aws", "up", "--resources-only")
+    assert code == 1, output
+    assert "OpenAI API key (not set in OPENAI_API_KEY):" in output
+    assert SECRET_VALUE not in output
+    assert f"security group {name}-web ({squatter}) exists but is not deployment {name}'s" in output
     assert instances(moto_url, name) == []
+    value = client(moto_url, "secretsmanager").get_secret_value(SecretId=f"{name}/openai-api-key")
+    assert value["SecretString"] == SECRET_VALUE
     # the secret and the bucket were made before the refusal: a re-run finishes the job
     ec2.delete_security_group(GroupId=squatter)
     code, data, stderr = irisctl(inventory, env, "aws", "up", "--resources-only", "--json")
@@ -454,6 +460,33 @@ def test_a_name_held_by_something_else_is_refused_and_a_rerun_finishes_the_half_
     assert "secret" not in changed and "bucket" not in changed
     assert len(instances(moto_url, name)) == 1
     assert run(inventory, env, "aws", "down", "--all", "--yes", "--skip-backup").returncode == 0
+
+
+def at_a_terminal(inventory: Path, env: dict[str, str], answer: str, *args: str) -> tuple[int, str]:
+    """irisctl on a pseudo-terminal of its own (getpass reads /dev/tty); ``answer`` is typed
+    at its prompt. Returns the exit code and everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.execve(IRISCTL, [IRISCTL, "-i", str(inventory), *args], env)
+    shown, answered = b"", False
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if not answered and b"OpenAI API key" in shown:
+            os.write(fd, answer.encode() + b"\n")
+            answered = True
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
 
 
 def test_a_bad_ssh_address_is_refused_before_anything_changes(
