@@ -501,6 +501,23 @@ def test_a_bad_ssh_address_is_refused_before_anything_changes(
     assert "aws_network_ssh_cidr must be one IPv4 network" in stderr
 
 
+def test_a_missing_ssh_public_key_is_refused_before_anything_changes(
+    moto_url: str, ssh_key: Path, tmp_path: Path
+) -> None:
+    inventory = write_inventory(
+        tmp_path,
+        ssh_key,
+        aws_deployment_name="iris-nokey",
+        aws_instance_ssh_public_key_file=str(tmp_path / "missing.pub"),
+    )
+    env = aws_env(moto_url, OPENAI_API_KEY=SECRET_VALUE)
+    code, _, stderr = irisctl(inventory, env, "aws", "up", "--resources-only")
+    assert code == 1, stderr
+    assert f"aws_instance_ssh_public_key_file {tmp_path / 'missing.pub'} does not exist" in stderr
+    names = {s["Name"] for s in client(moto_url, "secretsmanager").list_secrets()["SecretList"]}
+    assert "iris-nokey/openai-api-key" not in names
+
+
 def test_a_route53_zone_keeps_the_record_on_the_elastic_ip(
     moto_url: str, ssh_key: Path, tmp_path: Path
 ) -> None:
