@@ -52,14 +52,21 @@ IRISCTL = str(Path(sys.executable).parent / "irisctl")
 API_KEY = "sandbox-key"
 MODEL_SECONDS = 2
 HEADERS = {"x-api-key": API_KEY, "Content-Type": "application/json"}
-# Summed VmRSS of the service's processes (its cgroup) every 100 ms until stdin closes.
+# Summed VmRSS of the service's processes (the master and its children) every 100 ms until
+# stdin closes.
 RSS_SAMPLER = r"""
 import re, select, sys, time
-cg = open("/proc/%s/cgroup" % sys.argv[1]).read().split("::", 1)[1].strip()
+master = sys.argv[1]
 peak = 0
+def tree(pid):
+    try:
+        children = open("/proc/%s/task/%s/children" % (pid, pid)).read().split()
+    except OSError:
+        return [pid]
+    return [pid] + [p for child in children for p in tree(child)]
 while not select.select([sys.stdin], [], [], 0.1)[0]:
     total = 0
-    for pid in open("/sys/fs/cgroup%s/cgroup.procs" % cg).read().split():
+    for pid in tree(master):
         try:
             status = open("/proc/%s/status" % pid).read()
             total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
