@@ -12,7 +12,10 @@ import yaml
 from irisctl.paths import project_root
 from role_helpers import render_role_template, role_defaults, shared_schema
 
-ROLES = ("service", "release", "nginx", "certbot", "cloudwatch_agent", "ssm_agent")
+ROLES = tuple(sorted(p.parent.name for p in (project_root() / "roles").glob("*/tasks")))
+# Roles that run on the controller against the AWS APIs (playbooks/aws.yml), not on a host.
+CONTROLLER_ROLES = tuple(role for role in ROLES if role.startswith("aws_"))
+HOST_ROLES = tuple(role for role in ROLES if role not in CONTROLLER_ROLES)
 # Roles with values that differ between OS families (vars/Debian.yml, vars/RedHat.yml).
 OS_ROLES = ("service", "nginx", "certbot", "cloudwatch_agent", "ssm_agent")
 
@@ -196,8 +199,15 @@ def test_role_has_os_family_vars_and_platforms(role: str) -> None:
     assert platforms == {"Amazon Linux": ["2023"], "Debian": ["bookworm"]}
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", HOST_ROLES)
 def test_role_has_platforms(role: str) -> None:
     meta = yaml.safe_load((project_root() / "roles" / role / "meta" / "main.yml").read_text())
     platforms = {p["name"]: p["versions"] for p in meta["galaxy_info"]["platforms"]}
     assert platforms == {"Amazon Linux": ["2023"], "Debian": ["bookworm"]}
+
+
+@pytest.mark.parametrize("role", CONTROLLER_ROLES)
+def test_controller_roles_run_anywhere_ansible_does(role: str) -> None:
+    meta = yaml.safe_load((project_root() / "roles" / role / "meta" / "main.yml").read_text())
+    platforms = {p["name"]: p["versions"] for p in meta["galaxy_info"]["platforms"]}
+    assert platforms == {"GenericLinux": ["all"]}
