@@ -31,6 +31,8 @@ INTERNAL_TASKS = {
     "aws_network": set(),
     "aws_instance": set(),
     "aws_dns": set(),
+    "aws_alarms": {"definitions"},
+    "aws_dashboard": set(),
 }
 
 

@@ -102,7 +102,13 @@ def plan(target: Target) -> dict[str, Any]:
 
 def status(target: Target) -> dict[str, Any]:
     report = run_aws(target, "status")
-    return {"action": "status", **report, "dns": dns_status(report)}
+    dashboard = resource(report, "dashboard")
+    return {
+        "action": "status",
+        **report,
+        "dns": dns_status(report),
+        "dashboard_url": dashboard.get("url") if dashboard.get("exists") else None,
+    }
 
 
 # The aws_secret task that refuses to create the secret without a value (roles/aws_secret).

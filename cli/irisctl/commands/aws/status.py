@@ -14,7 +14,8 @@ from irisctl.ops.aws import status
 @json_option
 @pass_options
 def command(opts: Options, as_json: bool) -> None:
-    """Which of the deployment's resources exist, and whether the name resolves to its IP.
+    """Which of the deployment's resources exist, whether the name resolves to its IP, and
+    the URL of its CloudWatch dashboard.
 
     \b
     Examples:
@@ -27,6 +28,8 @@ def command(opts: Options, as_json: bool) -> None:
         render.emit_json(data)
         return
     render.aws_resources_table(data, "status")
+    if data.get("dashboard_url"):
+        render.plain(f"dashboard: {data['dashboard_url']}")
     dns = data.get("dns")
     if dns:
         if dns["points_at_elastic_ip"]:
