@@ -278,7 +278,10 @@ def overload(host: Host, target: Target, count: int) -> dict:
     shed_seconds = []
     for outcome in outcomes:
         if outcome.status == 503:
-            answer = json.loads(outcome.body)
+            try:
+                answer = json.loads(outcome.body)
+            except ValueError:
+                answer = {}
             honest = answer.get("success") is False and "retry-after" in outcome.headers
             kinds["503 JSON + Retry-After" if honest else "503 other"] += 1
             shed_seconds.append(outcome.seconds)
@@ -291,7 +294,7 @@ def overload(host: Host, target: Target, count: int) -> dict:
         "wall_s": round(wall, 2),
         "shed_p50_s": round(percentile(shed_seconds, 50), 3) if shed_seconds else None,
         "shed_max_s": round(max(shed_seconds), 3) if shed_seconds else None,
-        "ok_max_s": round(max(o.seconds for o in outcomes if o.status == 200), 2),
+        "ok_max_s": round(max((o.seconds for o in outcomes if o.status == 200), default=0), 2),
         "worker_deaths": worker_deaths(host) - deaths_before,
         "healthy_after": healthy(host, target),
     }
