@@ -33,6 +33,7 @@ INTERNAL_TASKS = {
     "aws_dns": set(),
     "aws_alarms": {"definitions"},
     "aws_dashboard": set(),
+    "host_metrics": set(),
 }
 
 
