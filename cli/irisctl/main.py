@@ -110,6 +110,7 @@ def _register() -> None:
         rollback,
         sandbox,
         status,
+        top,
         unlock,
     )
 
@@ -125,6 +126,7 @@ def _register() -> None:
         logs,
         cache,
         keys,
+        top,
         health,
         unlock,
     ):

@@ -306,3 +306,64 @@ def working(message: str) -> Any:
     from contextlib import nullcontext
 
     return err.status(escape(message)) if err.is_terminal else nullcontext()
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f} ms"
+
+
+def _budget(model: dict[str, Any]) -> str:
+    spent, limit = model.get("spent_today_usd"), model.get("daily_budget_usd")
+    if spent is None:
+        return "-"
+    if not limit:
+        return f"${float(spent):.4f} (no budget)"
+    return f"${float(spent):.4f} / ${float(limit):.2f} ({model.get('budget_used_percent')}%)"
+
+
+def top_table(data: dict[str, Any]) -> Table:
+    """``irisctl top``: one row per host and the fleet (a renderable for rich's Live)."""
+    table = Table(title=f"IRIS top, {data['at']}", caption="Ctrl-C to quit")
+    for column in (
+        "host",
+        "release",
+        "req/s",
+        "in flight",
+        "hit rate",
+        "p50",
+        "p99",
+        "model calls",
+        "spend today / budget",
+        "cert days",
+        "disk used",
+    ):
+        table.add_column(column, justify="left" if column in ("host", "release") else "right")
+
+    def row(name: str, item: dict[str, Any], release: str, style: str | None = None) -> None:
+        days = item.get("certificate_days_left")
+        disk = item.get("disk_used_percent")
+        table.add_row(
+            escape(name),
+            escape(release),
+            f"{item['requests_per_second']:.2f}",
+            _count(item.get("in_flight")),
+            _percent(item["cache"].get("hit_rate")),
+            _ms(item["latency_ms"]["p50"]),
+            _ms(item["latency_ms"]["p99"]),
+            _count(item["model"].get("calls")),
+            _budget(item["model"]),
+            "-" if days is None else str(days),
+            "-" if disk is None else f"{disk}%",
+            style=style,
+        )
+
+    for host in data["hosts"]:
+        row(host["host"], host, host.get("release") or "-")
+    fleet = data["fleet"]
+    table.add_section()
+    row(f"fleet ({fleet['hosts']})", fleet, ", ".join(fleet["releases"]) or "-", style="bold")
+    return table
