@@ -9,11 +9,13 @@ thread (well under 1 MB); one process per vCPU (the GIL makes processes the only
 both CPUs for cache hits; each costs ~70-90 MB RSS with the OpenAI SDK and boto3 loaded).
 2 x 160 = 320 request slots: nginx admits at most ``nginx_api_max_in_flight`` (288) API
 requests at once and answers the rest 503 with Retry-After, so 32 slots are always left for
-health checks. Health never waits behind the analyses' CPU work either: each request holds
-the worker's cpu_gate slot while it runs Python code and gives it back while it waits on
-the model (iris_service/cpu_gate.py). Measured with bench/capacity_bench.py (256 analyses of
-a 2 s model through nginx). gevent would need the OpenAI/boto3 sockets monkey-patched and
-serializes CPU work in one loop just the same; threads need nothing special.
+health checks. Health does not queue behind every analysis' CPU work either: each request
+holds the worker's cpu_gate slot while it runs Python code and gives it back while it waits
+on the model (iris_service/cpu_gate.py). Measured with bench/capacity_bench.py (256 analyses
+of a 2 s model through nginx on a sandbox host, 2 shared CPUs): all 256 answered within
+4.0 s, but health p99 was still 0.52 s and the peak RSS 260 MB (boto3 and the OpenAI SDK in
+each worker, ~0.3 MB per analysis in flight). gevent would need the OpenAI/boto3 sockets
+monkey-patched and serializes CPU work in one loop just the same; threads need nothing special.
 
 preload_app is off: measured, preloading saved no memory (peak RSS was higher: reference
 counting dirties the shared pages), and loading in each worker keeps the secret fetch, the
