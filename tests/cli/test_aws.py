@@ -167,8 +167,11 @@ def test_plan_from_an_empty_account_lists_every_resource_and_creates_nothing(
         "instance": "create",
         "elastic-ip": "create",
         "dns-record": "none",
+        "sns-topic": "create",
+        "alarms": "create",
+        "dashboard": "create",
     }
-    assert data["changed"] == 6
+    assert data["changed"] == 9
     assert instances(moto_url) == []
     assert client(moto_url, "s3").list_buckets()["Buckets"] == []
     assert client(moto_url, "secretsmanager").list_secrets()["SecretList"] == []
@@ -191,7 +194,7 @@ def test_up_creates_every_resource_as_specified(moto_url: str, inventory: Path) 
     code, data, stderr = irisctl(inventory, env, "aws", "up", "--resources-only", "--json")
     assert code == 0, stderr
     assert SECRET_VALUE not in json.dumps(data) + stderr
-    assert data["changed"] == 6
+    assert data["changed"] == 9
     found = by_kind(data)
     ec2, iam = client(moto_url, "ec2"), client(moto_url, "iam")
 
@@ -303,6 +306,9 @@ def test_status_lists_what_exists_and_whether_the_name_resolves(
         "instance": True,
         "elastic-ip": True,
         "dns-record": False,
+        "sns-topic": True,
+        "alarms": True,
+        "dashboard": True,
     }
     assert data["dns"]["resolves_to"] == [] and data["dns"]["points_at_elastic_ip"] is False
 
@@ -376,6 +382,7 @@ def test_up_again_reuses_the_kept_elastic_ip(moto_url: str, inventory: Path) -> 
         "security-group",
         "instance",
         "elastic-ip",
+        "alarms",  # the status check alarms follow the new instance
     }
 
 
@@ -385,7 +392,7 @@ def test_down_all_removes_everything_and_then_has_nothing_to_do(
     env = aws_env(moto_url)
     done = run(inventory, env, "aws", "down", "--all", "--yes", "--skip-backup")
     assert done.returncode == 0, done.stderr
-    assert "removed 6 resource(s)" in done.stdout
+    assert "removed 9 resource(s)" in done.stdout
     assert instances(moto_url) == []
     assert client(moto_url, "ec2").describe_addresses()["Addresses"] == []
     assert client(moto_url, "s3").list_buckets()["Buckets"] == []
