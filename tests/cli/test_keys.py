@@ -1,7 +1,7 @@
 """irisctl keys: the commands and ops.keys against hosts played by a fake ``keys.yml``.
 
 The play itself, the service reading the file and the limits through nginx are tested on a real
-sandbox host (tests/hosts/test_keys.py).
+sandbox host (tests/hosts/test_keys_through_nginx.py).
 """
 
 from __future__ import annotations
