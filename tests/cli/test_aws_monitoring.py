@@ -64,11 +64,25 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _moto(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def moto_with_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto that checks IAM after its first three calls (which make the operator's user)."""
+    yield from _moto(tmp_path_factory, INITIAL_NO_AUTH_ACTION_COUNT=str(len(OPERATOR_SETUP)))
+
+
+# The three unchecked calls moto_with_iam allows: the user, its policy, its access key.
+OPERATOR_SETUP = ("create_user", "put_user_policy", "create_access_key")
+
+
+def _moto(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[str]:
     port = _free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
+        env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -113,9 +127,13 @@ def inventory(tmp_path_factory: pytest.TempPathFactory, ssh_key: Path) -> Path:
     return write_inventory(tmp_path_factory.mktemp("inventory"), ssh_key)
 
 
-def irisctl(inventory: Path, moto_url: str, *args: str) -> tuple[int, dict[str, Any], str]:
+def irisctl(
+    inventory: Path, moto_url: str, *args: str, keys: tuple[str, str] | None = None
+) -> tuple[int, dict[str, Any], str]:
     """(exit code, JSON on stdout, stderr) of irisctl as the operator runs it, moto as AWS."""
     env = moto_environment(dict(os.environ), moto_url)
+    if keys is not None:
+        env.update(AWS_ACCESS_KEY_ID=keys[0], AWS_SECRET_ACCESS_KEY=keys[1])
     env.pop("IRISCTL_INVENTORY", None)
     env["OPENAI_API_KEY"] = "sk-monitoring-test-0123456789"
     done = subprocess.run(
@@ -130,13 +148,14 @@ def irisctl(inventory: Path, moto_url: str, *args: str) -> tuple[int, dict[str, 
     return done.returncode, json.loads("\n".join(lines)) if lines else {}, done.stderr
 
 
-def client(moto_url: str, service: str) -> Any:
+def client(moto_url: str, service: str, keys: tuple[str, str] | None = None) -> Any:
+    key_id, secret = keys or ("moto-key-id", "moto-secret-key")
     return boto3.client(
         service,
         region_name=REGION,
         endpoint_url=moto_url,
-        aws_access_key_id="moto-key-id",
-        aws_secret_access_key="moto-secret-key",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
     )
 
 
@@ -368,3 +387,44 @@ def test_bad_alarm_settings_are_one_clear_line_before_anything_is_created(
     secrets = client(moto_url, "secretsmanager").list_secrets()["SecretList"]
     assert not [s for s in secrets if s["Name"].startswith(name)]
     assert alarms(moto_url, name) == {}
+
+
+def _policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+ALLOW_ALL = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+DENY_SNS = {"Effect": "Deny", "Action": "sns:*", "Resource": "*"}
+
+
+def test_a_missing_sns_permission_is_one_line_and_a_rerun_with_it_converges(
+    moto_with_iam: str, ssh_key: Path, tmp_path: Path
+) -> None:
+    iam = client(moto_with_iam, "iam")
+    iam.create_user(UserName="operator")
+    iam.put_user_policy(
+        UserName="operator", PolicyName="no-sns", PolicyDocument=_policy(ALLOW_ALL, DENY_SNS)
+    )
+    key = iam.create_access_key(UserName="operator")["AccessKey"]
+    keys = (key["AccessKeyId"], key["SecretAccessKey"])
+    name = "iris-no-sns"
+    inventory = write_inventory(tmp_path, ssh_key, name)
+    code, _, stderr = irisctl(inventory, moto_with_iam, "aws", "up", "--resources-only", keys=keys)
+    assert code == 1, stderr
+    (line,) = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert f"SNS topic {name}-alarms" in line and "the credentials need sns:" in line, line
+    watch = client(moto_with_iam, "cloudwatch", keys)
+    assert watch.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"] == []
+    # granted the permission, the same up finishes what the refusal left
+    client(moto_with_iam, "iam", keys).put_user_policy(
+        UserName="operator", PolicyName="no-sns", PolicyDocument=_policy(ALLOW_ALL)
+    )
+    code, data, stderr = irisctl(
+        inventory, moto_with_iam, "aws", "up", "--resources-only", "--json", keys=keys
+    )
+    assert code == 0, stderr
+    found = by_kind(data)
+    assert found["secret"]["action"] == "none" and found["instance"]["action"] == "none"
+    assert found["sns-topic"]["action"] == "create" and found["alarms"]["action"] == "create"
+    made = watch.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"]
+    assert len(made) == len(ALARMS)
