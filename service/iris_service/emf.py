@@ -6,6 +6,11 @@ default dimensions (LogGroup, ServiceName, ServiceType), it has no file sink, an
 client connects without a timeout and retries inline. Here one event is one bare JSON line,
 and a missing listener costs a request at most one short connect timeout, after which sends
 are skipped for a back-off period.
+
+Both sinks keep one handle per process: the socket stays connected, and the file stays open
+(O_APPEND) instead of an open and close per event (measured ~20 us of the ~25 us an event
+cost). The file is reopened after a write fails, and when its path names another file
+(logrotate renamed it and created a new one), which is checked at most once a second.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "IRIS/Analysis"
 CONNECT_TIMEOUT_S = 0.2
 BACKOFF_S = 15.0
+REOPEN_CHECK_S = 1.0  # how often the file sink checks that its path still names its file
 
 UNITS = {
     "CodeLengthChars": "Count",
@@ -91,8 +97,12 @@ def build_event(
     }
 
 
+# One encoder for every event: json.dumps with any option builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def to_line(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, separators=(",", ":")) + "\n").encode()
+    return (_ENCODER.encode(document) + "\n").encode()
 
 
 class EmfEmitter:
@@ -108,6 +118,11 @@ class EmfEmitter:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self.dropped = 0
+        self._file_lock = threading.Lock()
+        self._fd: int | None = None
+        self._fd_pid = 0  # a forked child opens its own
+        self._fd_id: tuple[int, int] = (0, 0)
+        self._fd_checked = 0.0
 
     def emit(
         self,
@@ -135,14 +150,41 @@ class EmfEmitter:
             self.dropped += 1
             log.debug("EMF event %s dropped: %s", event, error)
 
-    @staticmethod
-    def _append(path: Path, line: bytes) -> None:
+    def _append(self, path: Path, line: bytes) -> None:
         # One write() on an O_APPEND descriptor: lines from several workers never interleave.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        with self._file_lock:  # held across the write: no other thread closes the fd under it
+            try:
+                os.write(self._file_fd(path), line)
+            except OSError:
+                self._close_file()
+                os.write(self._file_fd(path), line)  # once more on a fresh handle, else dropped
+
+    def _file_fd(self, path: Path) -> int:
+        now = time.monotonic()
+        if self._fd is not None and self._fd_pid == os.getpid():
+            if now - self._fd_checked < REOPEN_CHECK_S:
+                return self._fd
+            self._fd_checked = now
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == self._fd_id:
+                    return self._fd
+            except OSError:
+                pass
+            self._close_file()
+        elif self._fd is not None:
+            self._fd = None  # the parent's descriptor: left to the parent
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        st = os.fstat(fd)
+        self._fd, self._fd_pid, self._fd_id = fd, os.getpid(), (st.st_dev, st.st_ino)
+        self._fd_checked = now
+        return fd
+
+    def _close_file(self) -> None:
+        if self._fd is not None and self._fd_pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
 
     def _send(self, line: bytes) -> None:
         with self._lock:
@@ -183,3 +225,5 @@ class EmfEmitter:
     def close(self) -> None:
         with self._lock:
             self._close()
+        with self._file_lock:
+            self._close_file()
