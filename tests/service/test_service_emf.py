@@ -102,6 +102,19 @@ def test_file_sink_appends_bare_lines(tmp_path, emf_schema):
         assert_valid_emf(json.loads(line), emf_schema)
 
 
+def test_file_sink_follows_a_rotated_file(tmp_path, monkeypatch):
+    path = tmp_path / "emf.log"
+    emitter = EmfEmitter(Settings(emf_file=path, env="prod"))
+    emitter.emit("analysis_requested", {"CodeLengthChars": 1, "EstimatedInputTokens": 1})
+    path.rename(tmp_path / "emf.log.1")  # logrotate: rename, then a new file is created
+    monkeypatch.setattr("iris_service.emf.REOPEN_CHECK_S", 0.0)
+    emitter.emit("analysis_requested", {"CodeLengthChars": 2, "EstimatedInputTokens": 1})
+    old = (tmp_path / "emf.log.1").read_text().splitlines()
+    assert [json.loads(line)["CodeLengthChars"] for line in old] == [1]
+    assert [json.loads(line)["CodeLengthChars"] for line in path.read_text().splitlines()] == [2]
+    assert emitter.dropped == 0
+
+
 def test_listener_down_never_fails_and_backs_off(monkeypatch):
     emitter = EmfEmitter(Settings(emf_endpoint=f"tcp://127.0.0.1:{free_port()}"))
     attempts = []
