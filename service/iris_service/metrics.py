@@ -13,6 +13,10 @@ cache-hit throughput; the in-place update measured 35-45 us (open, flock, pread,
 out, pwrite, close). The price: a power cut in the middle of a write can leave a torn file,
 which reads as zeros and restarts counting; these counters are operational, not billing.
 The file holds counters only, so its size does not grow with traffic.
+
+Each process keeps the file open (one descriptor, opened by its first update, reopened when
+the file was removed or replaced meanwhile): an update is flock, pread, JSON in and out,
+pwrite, fstat, unlock, with no open and close per request.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +91,9 @@ def _locked(path: Path, flags: int, lock: int) -> Iterator[int]:
 class CacheMetrics:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()  # threads of one process share its descriptor
+        self._fd: int | None = None
+        self._fd_pid = 0  # a forked child opens its own
 
     def read(self) -> dict[str, Any]:
         """Current counters (zeros when the file is missing or unreadable)."""
@@ -107,21 +115,50 @@ class CacheMetrics:
         except OSError as error:
             log.warning("cannot update %s: %s", self.path, error)
 
-    def _add(self, deltas: dict[str, float]) -> None:
-        if not self.path.parent.is_dir():  # once per process at most; not worth a syscall more
+    def _writer_fd(self) -> int:
+        if self._fd is not None and self._fd_pid == os.getpid():
+            return self._fd
+        if not self.path.parent.is_dir():  # once per process at most
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path, os.O_RDWR | os.O_CREAT, fcntl.LOCK_EX) as fd:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd_pid = os.getpid()
+        return self._fd
+
+    def _drop_fd(self) -> None:
+        if self._fd is not None and self._fd_pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+
+    def _add(self, deltas: dict[str, float]) -> None:
+        with self._lock:
+            try:
+                self._add_locked(deltas)
+            except OSError:
+                self._drop_fd()  # a fresh descriptor next time
+                raise
+
+    def _add_locked(self, deltas: dict[str, float]) -> None:
+        fd = self._writer_fd()
+        if os.fstat(fd).st_nlink == 0:  # removed or replaced since we opened it
+            self._drop_fd()
+            fd = self._writer_fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
             old = os.pread(fd, _MAX_FILE_BYTES, 0)
             counters = _parse(old)
             for name, value in deltas.items():
                 counters[name] += value
-            counters["since"] = counters["since"] or _now_iso()
-            counters["updated_at"] = _now_iso()
+            now = _now_iso()
+            counters["since"] = counters["since"] or now
+            counters["updated_at"] = now
             # One line: json's C encoder is only used without indent (3x faster here).
-            new = json.dumps(_with_derived(counters), sort_keys=True) + "\n"
-            os.pwrite(fd, new.encode().ljust(len(old)), 0)
-            if os.fstat(fd).st_size > _MAX_FILE_BYTES:  # junk beyond what we read and padded
-                os.ftruncate(fd, len(new))
+            new = (json.dumps(_with_derived(counters), sort_keys=True) + "\n").encode()
+            os.pwrite(fd, new.ljust(len(old)), 0)
+            if len(old) >= _MAX_FILE_BYTES and os.fstat(fd).st_size > _MAX_FILE_BYTES:
+                os.ftruncate(fd, len(new))  # junk beyond what we read and padded
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def record_hit(self, cost_saved_usd: float) -> None:
         self.add(hits=1, cost_saved_usd=cost_saved_usd)

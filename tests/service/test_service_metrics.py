@@ -121,3 +121,12 @@ def test_a_file_left_longer_than_the_counters_is_overwritten_cleanly(tmp_path):
     metrics.record_hit(0.0)  # unreadable: counting restarts, and no junk is left behind
     metrics.record_hit(0.0)
     assert json.loads(path.read_text())["hits"] == 2
+
+
+def test_a_removed_metrics_file_is_recreated(tmp_path):
+    path = tmp_path / "metrics.json"
+    metrics = CacheMetrics(path)
+    metrics.record_hit(0.0)
+    path.unlink()  # the writer's open descriptor now names a file nobody can read
+    metrics.record_hit(0.0)
+    assert CacheMetrics(path).read()["hits"] == 1
