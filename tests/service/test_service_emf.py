@@ -4,7 +4,7 @@ import json
 
 import pytest
 from iris_service.config import Settings
-from iris_service.emf import EVENTS, EmfEmitter, build_event
+from iris_service.emf import EVENTS, EmfEmitter, build_event, event_line, to_line
 from jsonschema import Draft7Validator
 from service_helpers import analyze_body, free_port, sample_source
 
@@ -100,6 +100,21 @@ def test_file_sink_appends_bare_lines(tmp_path, emf_schema):
     assert len(lines) == 2
     for line in lines:
         assert_valid_emf(json.loads(line), emf_schema)
+
+
+@pytest.mark.parametrize("event", sorted(EVENTS))
+@pytest.mark.parametrize("error_type", [None, "ModelTimeout", 'odd "name"\u00e9'])
+@pytest.mark.parametrize("value", [0, 1, 2.5, 0.1 + 0.2, 1e-7, 10**20, True, float("nan")])
+def test_event_line_is_the_encoded_document_byte_for_byte(event, error_type, value):
+    values = dict.fromkeys(EVENTS[event], value)
+    common = {"environment": "prod", "endpoint": "analyze", "error_type": error_type}
+    expected = to_line(build_event(event, values, timestamp_ms=1234, **common))
+    assert event_line(event, values, timestamp_ms=1234, **common) == expected
+
+
+def test_event_line_without_its_metrics_is_refused():
+    with pytest.raises(ValueError, match="TotalPromptTokens"):
+        event_line("analysis_started", {"CacheHit": 1}, environment="prod", endpoint="analyze")
 
 
 def test_file_sink_follows_a_rotated_file(tmp_path, monkeypatch):
