@@ -1,10 +1,19 @@
-"""The OpenAI key: from the environment, else from AWS Secrets Manager; never on disk or in logs."""
+"""The OpenAI key: from the environment, else from AWS Secrets Manager; never on disk or in logs.
+
+The Secrets Manager call runs in a short-lived child process (``python -m iris_service.secrets
+SECRET_ID REGION``) that hands the key back on a pipe (its stdout): boto3 and botocore, ~17 MB
+of RSS, are loaded in that child for a second and never in a worker, which keeps them for its
+whole life otherwise (two workers: ~35 MB). The key is never in the child's argv or in anybody's
+environment, and the child's errors name the secret, never its value.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 from iris_service.config import Settings
@@ -43,21 +52,51 @@ def _key_from_secret_string(secret: str) -> str:
     return text
 
 
+# The child's boto3 config allows 2 attempts of 3 s connect + 5 s read; its imports ~1-2 s.
+FETCH_TIMEOUT_S = 30.0
+_ERROR_PREFIX = "secret error: "
+
+
 def fetch_openai_key(settings: Settings) -> str:
-    """Return the OpenAI key; boto3 honours AWS_ENDPOINT_URL_SECRETS_MANAGER by itself."""
+    """Return the OpenAI key: ``OPENAI_API_KEY``, else the secret, read by a child process."""
     if settings.openai_api_key:
         return settings.openai_api_key
-    import boto3  # imported here: only hosts without OPENAI_API_KEY pay for it
+    secret_id = settings.openai_secret_id
+    try:
+        child = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "iris_service.secrets", secret_id, settings.aws_region],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=FETCH_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SecretError(
+            f"cannot read secret {secret_id!r} from Secrets Manager: {type(error).__name__}"
+        ) from None
+    if child.returncode != 0:
+        lines = child.stderr.decode("utf-8", "replace").strip().splitlines()
+        ours = lines[-1] if lines and lines[-1].startswith(_ERROR_PREFIX) else None
+        raise SecretError(
+            ours[len(_ERROR_PREFIX) :]
+            if ours
+            else f"cannot read secret {secret_id!r}: the reader exited {child.returncode}"
+        )
+    return child.stdout.decode("utf-8")
+
+
+def read_secret(secret_id: str, region: str) -> str:
+    """The key in the secret ``secret_id``; boto3 honours AWS_ENDPOINT_URL_SECRETS_MANAGER."""
+    import boto3  # imported here: only the short-lived reader process pays for it
     from botocore.config import Config
 
     config = Config(
         connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
     )
-    secret_id = settings.openai_secret_id
     try:
         with _botocore_quiet():
             client = boto3.session.Session().client(
-                "secretsmanager", region_name=settings.aws_region, config=config
+                "secretsmanager", region_name=region, config=config
             )
             response = client.get_secret_value(SecretId=secret_id)
     except Exception as error:  # botocore raises many unrelated types; all mean "no key"
@@ -68,3 +107,26 @@ def fetch_openai_key(settings: Settings) -> str:
     if secret is None:
         raise SecretError(f"secret {secret_id!r} has no SecretString")
     return _key_from_secret_string(secret)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The reader process: the key on stdout (no newline), or one line on stderr and exit 1."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print(
+            f"{_ERROR_PREFIX}usage: python -m iris_service.secrets SECRET_ID REGION",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        key = read_secret(args[0], args[1])
+    except SecretError as error:
+        print(f"{_ERROR_PREFIX}{error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(key)
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,3 +101,28 @@ def test_secret_is_not_fetched_at_import(monkeypatch):
     importlib.reload(iris_service.app)
     assert calls == []
     assert Settings().openai_secret_id == "iris/openai-api-key"
+
+
+def test_the_secret_is_read_without_boto3_in_the_service_process(secret_settings):
+    import subprocess
+    import sys
+
+    put_secret(secret_settings.openai_secret_id, SECRET_VALUE)
+    script = (
+        "import sys\n"
+        "from iris_service.config import Settings\n"
+        "from iris_service.secrets import fetch_openai_key\n"
+        f"key = fetch_openai_key(Settings(openai_secret_id={secret_settings.openai_secret_id!r}))\n"
+        f"assert key == {SECRET_VALUE!r}, 'wrong key'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+    assert SECRET_VALUE not in out.stderr
+
+
+def test_the_reader_says_which_secret_is_missing(secret_settings):
+    with pytest.raises(SecretError, match="cannot read secret 'iris/test-.*ResourceNotFound"):
+        fetch_openai_key(secret_settings)
