@@ -6,7 +6,8 @@ overrides a few names, so every setting here is a plain module-level name.
 Why gthread, 2 workers x 160 threads: an analysis spends seconds waiting on the model API and
 almost no CPU, so capacity is how many can wait at once. A waiting analysis holds only a
 thread (well under 1 MB); one process per vCPU (the GIL makes processes the only way to use
-both CPUs for cache hits; each costs ~70-90 MB RSS with the OpenAI SDK and boto3 loaded).
+both CPUs for cache hits; each costs ~60-70 MB RSS with the OpenAI SDK loaded; boto3 is not:
+the secret is read by a short-lived child process, iris_service/secrets.py).
 2 x 160 = 320 request slots: nginx admits at most ``nginx_api_max_in_flight`` (288) API
 requests at once and answers the rest 503 with Retry-After, so 32 slots are always left for
 health checks. Health does not queue behind every analysis' CPU work either: each request
@@ -14,8 +15,11 @@ holds the worker's cpu_gate slot while it runs Python code and gives it back whi
 on the model (iris_service/cpu_gate.py). Measured with bench/capacity_bench.py (256 analyses
 of a 2 s model through nginx on a sandbox host, 2 shared CPUs): all 256 answered within
 4.0 s, but health p99 was still 0.52 s and the peak RSS 260 MB (boto3 and the OpenAI SDK in
-each worker, ~0.3 MB per analysis in flight). gevent would need the OpenAI/boto3 sockets
-monkey-patched and serializes CPU work in one loop just the same; threads need nothing special.
+each worker, ~0.3 MB per analysis in flight). boto3 has since left the workers: measured in
+one process, the app with the OpenAI SDK 62 MB, +18 MB with boto3's Secrets Manager client,
+so ~36 MB less for two workers (not yet re-measured on a host). gevent would need the OpenAI
+sockets monkey-patched and serializes CPU work in one loop just the same; threads need nothing
+special.
 
 preload_app is off: measured, preloading saved no memory (peak RSS was higher: reference
 counting dirties the shared pages), and loading in each worker keeps the secret fetch, the
