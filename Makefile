@@ -35,8 +35,9 @@ lint: install
 	$(VENV)/bin/yamllint .
 	cd $(CURDIR) && $(VENV)/bin/ansible-lint --profile production roles playbooks
 
+# Two groups side by side (tests/conftest.py): the real-host stories, and everything else.
 test: install lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 sandbox: install
 	$(VENV)/bin/irisctl sandbox up
