@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv systemd-container mmdebstrap apt-cacher-ng pebble zstd curl \
-	openssl iproute2 openssh-client rsync
+	openssl iproute2 openssh-client rsync redis-server
 
 .PHONY: install apt venv test lint sandbox sandbox-down bench
 
