@@ -46,7 +46,11 @@ def stand_in_inventory(path: Path, deployment: str, host: Host) -> Path:
     """``deployment_inventory`` whose instance (``<deployment>-1``) is the sandbox ``host``."""
     deployment_inventory(path, deployment, iris_domain=host.fqdn)
     for vars_file in (project_root() / "inventory" / "sandbox" / "group_vars").glob("*.yml"):
-        shutil.copy(vars_file, path / "group_vars" / vars_file.name)
+        # group_vars/all is a directory here (aws.yml): the sandbox's all.yml goes inside it
+        into = (
+            path / "group_vars" / ("all/sandbox.yml" if vars_file.stem == "all" else vars_file.name)
+        )
+        shutil.copy(vars_file, into)
     stand_in = {
         # where the instance really is: the sandbox host
         "ansible_host": host.ip,

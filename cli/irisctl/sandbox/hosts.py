@@ -162,13 +162,30 @@ def ssh_command(host: Host, user: str = "ec2-user") -> list[str]:
     ]
 
 
-def write_inventory(path: Path, hosts: list[Host], group: str = "iris", **group_vars: str) -> Path:
-    """An INI inventory for ``hosts`` with the connection settings test hosts need."""
-    lines = [f"[{group}]"]
-    lines += [f"{h.name} ansible_host={h.ip} iris_domain={h.fqdn}" for h in hosts]
+def write_inventory(
+    path: Path,
+    hosts: list[Host],
+    group: str = "iris",
+    *,
+    groups: dict[str, list[Host]] | None = None,
+    app_vars: dict[str, str] | None = None,
+    **group_vars: str,
+) -> Path:
+    """An INI inventory: ``hosts`` in ``group`` (with ``app_vars``), any further ``groups``
+    (a fleet's store and balancer), and the connection settings every test host needs."""
+
+    def members(name: str, hosts: list[Host]) -> list[str]:
+        return [f"[{name}]", *(f"{h.name} ansible_host={h.ip} iris_domain={h.fqdn}" for h in hosts)]
+
+    lines = members(group, hosts)
+    if app_vars:
+        lines += ["", f"[{group}:vars]", *(f"{key}={value}" for key, value in app_vars.items())]
+    for name, extra in (groups or {}).items():
+        if extra:
+            lines += ["", *members(name, extra)]
     lines += [
         "",
-        f"[{group}:vars]",
+        "[all:vars]",
         "ansible_user=ec2-user",
         "ansible_become=true",
         "ansible_python_interpreter=/usr/bin/python3",

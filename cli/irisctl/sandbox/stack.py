@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -42,6 +43,13 @@ BACKUP_ENVIRONMENT = {
 }
 FIRST_HOST_OCTET = 11
 HOST_PREFIX = "iris-sandbox"
+# A fleet (`sandbox up --hosts N`, N >= 2): the app hosts plus one shared cache store and one
+# load balancer in front of them, on the same bridge (the fleet's private network).
+STORE_HOST = Host(name=f"{HOST_PREFIX}-store", ip="10.231.0.30")
+BALANCER_HOST = Host(name=f"{HOST_PREFIX}-lb", ip="10.231.0.31")
+STORE_SECRET_ID = "iris/cache-store-password"
+STORE_USER = "iris"
+STORE_PORT = 6379
 READY_TIMEOUT_S = 30.0
 
 
@@ -54,6 +62,17 @@ class SandboxInfo:
     pebble_directory: str = PEBBLE_DIRECTORY
     ssh_key: Path = field(default_factory=key_path)
     notes: list[str] = field(default_factory=list)
+    store: Host | None = None
+    balancer: Host | None = None
+
+    @property
+    def fleet(self) -> bool:
+        return self.balancer is not None
+
+    @property
+    def machines(self) -> list[Host]:
+        """Every sandbox host: the app hosts, then the store and the balancer of a fleet."""
+        return [*self.hosts, *(h for h in (self.store, self.balancer) if h is not None)]
 
     @property
     def model_base_url(self) -> str:
@@ -129,7 +148,7 @@ def _wait_port(host: str, port: int, name: str, record: dict[str, str | int]) ->
     raise SandboxError(f"{name} not listening on {host}:{port} after {READY_TIMEOUT_S:.0f}s")
 
 
-def _start_moto() -> dict[str, str | int]:
+def _start_moto(fleet: bool) -> dict[str, str | int]:
     record = _spawn(
         "moto",
         [sys.executable, "-m", "moto.server", "-H", BRIDGE_ADDRESS, "-p", str(MOTO_PORT)],
@@ -147,6 +166,10 @@ def _start_moto() -> dict[str, str | int]:
         aws_secret_access_key="sandbox",
     )
     client.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)
+    if fleet:
+        # The store's password exists only here: the store host gets its hash, app hosts read it
+        # from Secrets Manager as they read the model key.
+        client.create_secret(Name=STORE_SECRET_ID, SecretString=secrets.token_urlsafe(32))
     _create_backup_bucket()
     return record
 
@@ -235,9 +258,14 @@ def sandbox_status() -> SandboxInfo | None:
         return None
     running = {h.name for h in hosts.running()}
     sandbox = [Host(**h) for h in state["hosts"]]
-    if not sandbox or not all(h.name in running for h in sandbox):
+    store = Host(**state["store"]) if state.get("store") else None
+    balancer = Host(**state["balancer"]) if state.get("balancer") else None
+    every = [*sandbox, *(h for h in (store, balancer) if h is not None)]
+    if not sandbox or not all(h.name in running for h in every):
         return None
     return SandboxInfo(
+        store=store,
+        balancer=balancer,
         hosts=sandbox,
         inventory=Path(state["inventory"]),
         model_url=state["model_url"],
@@ -248,8 +276,11 @@ def sandbox_status() -> SandboxInfo | None:
     )
 
 
-def sandbox_up(count: int = 1, inventory_path: Path | None = None) -> SandboxInfo:
-    """Start pebble, the stand-ins and ``count`` hosts; write the inventory. Undone on failure."""
+def sandbox_up(
+    count: int = 1, inventory_path: Path | None = None, *, fleet: bool = False
+) -> SandboxInfo:
+    """Start pebble, the stand-ins and ``count`` app hosts (with ``fleet``, also a cache store
+    and a load balancer in front of them); write the inventory. Undone on failure."""
     reason = hosts.unavailable_reason()
     if reason:
         raise SandboxError(reason)
@@ -263,17 +294,20 @@ def sandbox_up(count: int = 1, inventory_path: Path | None = None) -> SandboxInf
     processes: dict[str, dict[str, str | int]] = {}
     notes: list[str] = []
     wanted = sandbox_hosts(count)
+    store, balancer = (STORE_HOST, BALANCER_HOST) if fleet else (None, None)
     info = SandboxInfo(
         hosts=wanted,
         inventory=inventory,
         model_url="",
         secrets_endpoint=MOTO_URL,
+        store=store,
+        balancer=balancer,
     )
     _save_state(info, processes)  # from here on sandbox_down() can clean up whatever started
     try:
         hosts.build()
         hosts.acme_up()  # also brings up the bridge the stand-ins bind to
-        processes["moto"] = _start_moto()
+        processes["moto"] = _start_moto(fleet)
         _save_state(info, processes)
         standin = _start_model_standin()
         if standin is None:
@@ -287,21 +321,42 @@ def sandbox_up(count: int = 1, inventory_path: Path | None = None) -> SandboxInf
             model_url=model_url,
             secrets_endpoint=info.secrets_endpoint,
             notes=notes,
+            store=store,
+            balancer=balancer,
         )
         _save_state(info, processes)
-        with ThreadPoolExecutor(max_workers=max(1, count)) as pool:
-            list(pool.map(lambda h: hosts.up(h.name, h.ip), wanted))
+        with ThreadPoolExecutor(max_workers=len(info.machines)) as pool:
+            list(pool.map(lambda h: hosts.up(h.name, h.ip), info.machines))
         hosts.write_inventory(
             inventory,
             wanted,
+            groups=_fleet_groups(store, balancer),
+            app_vars=_fleet_app_vars(store),
             cache_backup_bucket=BACKUP_BUCKET,
             cache_backup_environment=json.dumps(BACKUP_ENVIRONMENT),
+            **({"iris_cache_store_secret_id": STORE_SECRET_ID} if fleet else {}),
         )
         _link_group_vars(inventory)
     except BaseException:
         sandbox_down()
         raise
     return info
+
+
+def _fleet_groups(store: Host | None, balancer: Host | None) -> dict[str, list[Host]]:
+    groups = {"iris_cache_store": [store], "iris_balancer": [balancer]}
+    return {name: [h for h in members if h is not None] for name, members in groups.items()}
+
+
+def _fleet_app_vars(store: Host | None) -> dict[str, str]:
+    """The app hosts' settings for the shared cache tier: the URL names the user, never the
+    password, which they read from Secrets Manager."""
+    if store is None:
+        return {}
+    return {
+        "service_cache_url": f"redis://{STORE_USER}@{store.ip}:{STORE_PORT}/0",
+        "service_cache_password_secret_id": STORE_SECRET_ID,
+    }
 
 
 def sandbox_down() -> None:
