@@ -60,6 +60,10 @@ def _show(info: Any, as_json: bool) -> None:
     for key, value in data.items():
         if key == "hosts":
             value = ", ".join(f"{h['name']} ({h['ip']})" for h in value)
+        if key in ("store", "balancer"):
+            if not value:
+                continue  # a single host: no fleet
+            value = f"{value['name']} ({value['ip']})"
         if key == "notes":
             for note in value:  # none: nothing to say
                 render.plain(f"{'note':18} {note}")
@@ -88,14 +92,19 @@ def command() -> None:
 def up(count: int, as_json: bool) -> None:
     """Create the sandbox hosts and write inventory/sandbox/hosts.ini.
 
+    Two or more hosts make a fleet: the app hosts, plus a shared cache store (Redis) and a
+    load balancer (HAProxy) in front of them, each a host of its own.
+
     \b
     Examples:
       irisctl sandbox up
-      irisctl sandbox up --hosts 2 --json
+      irisctl sandbox up --hosts 2 --json   # 2 app hosts + store + balancer
     """
     stack = _stack()
-    render.step(f"bringing up {count} sandbox host(s)")
-    info = _call(stack.sandbox_up, count, sandbox_inventory())
+    fleet = count >= 2
+    extra = " + a cache store and a load balancer" if fleet else ""
+    render.step(f"bringing up {count} sandbox app host(s){extra}")
+    info = _call(lambda: stack.sandbox_up(count, sandbox_inventory(), fleet=fleet))
     _show(info, as_json)
 
 
