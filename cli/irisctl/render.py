@@ -119,6 +119,15 @@ def status_table(data: dict[str, Any]) -> None:
             f"{cache['entries']} files, {human_bytes(cache['bytes'])}" if cache else "-",
         )
     out.print(table)
+    version_drift(data)
+
+
+def version_drift(data: dict[str, Any]) -> None:
+    """One line when the hosts do not all serve the same release."""
+    if not data.get("drift"):
+        return
+    spread = "; ".join(f"{v}: {', '.join(hosts)}" for v, hosts in data["versions"].items())
+    out.print(f"[bold yellow]version drift[/]: the hosts serve different releases ({spread})")
 
 
 def releases_table(data: dict[str, Any]) -> None:
@@ -134,6 +143,7 @@ def releases_table(data: dict[str, Any]) -> None:
                 human_duration(release["age_seconds"]) + " ago",
             )
         out.print(table)
+    version_drift(data)
 
 
 def health_table(data: dict[str, Any]) -> None:
@@ -145,6 +155,13 @@ def health_table(data: dict[str, Any]) -> None:
         for check in host["checks"]:
             table.add_row(check["name"], _ok(check["ok"]), escape(str(check["detail"])))
         out.print(table)
+    entry = data.get("balancer")
+    if entry:
+        out.print(
+            f"load balancer {entry['host']}: {_ok(entry['ok'])} {entry['name']}: "
+            f"{escape(str(entry['detail']))}"
+        )
+    version_drift(data)
 
 
 def summary(data: dict[str, Any]) -> None:

@@ -153,7 +153,9 @@ def test_releases_json_shape_from_a_real_run(invoke, local_inventory) -> None:
     result = invoke("-i", str(local_inventory), "releases", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "hosts": [{"host": "local-1", "current": None, "releases": []}]
+        "hosts": [{"host": "local-1", "current": None, "releases": []}],
+        "versions": {"none": ["local-1"]},
+        "drift": False,
     }
 
 

@@ -39,6 +39,18 @@ def release_options(func: F) -> F:
     return func
 
 
+def batch_size_option(func: F) -> F:
+    """--batch-size, shared by deploy and rollback."""
+    return click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="N",
+        help="On a fleet: how many hosts switch at a time (the rest keep serving).",
+    )(func)
+
+
 def show_result(data: dict[str, Any], as_json: bool, what: str) -> None:
     if as_json:
         render.emit_json(data)
@@ -57,6 +69,7 @@ def show_result(data: dict[str, Any], as_json: bool, what: str) -> None:
     is_flag=True,
     help="Release a stale deploy lock held by someone else, then deploy.",
 )
+@batch_size_option
 @json_option
 @pass_options
 def command(
@@ -65,6 +78,7 @@ def command(
     from_path: Path | None,
     check: bool,
     release_lock: bool,
+    batch_size: int,
     as_json: bool,
 ) -> None:
     """Build the service wheel and ship it with the deploy play, health-gated.
@@ -73,6 +87,11 @@ def command(
     automatically and irisctl prints the failing check and the last lines of the service
     log, then exits non-zero. A deploy lock on the host names who holds it and since when.
 
+    On a fleet the deploy rolls, --batch-size hosts at a time: each host leaves the load
+    balancer, switches, passes its health gate and rejoins before the next batch starts. A
+    batch that fails its gate is rolled back and stops the roll; the hosts after it keep
+    the release they had.
+
     \b
     Examples:
       irisctl deploy                      # version from service/iris_service/_version.py
@@ -80,6 +99,7 @@ def command(
       irisctl deploy --from dist/iris_service-1.4.0-py3-none-any.whl
       irisctl deploy --check              # what would change, nothing changed
       irisctl deploy --release-lock       # a crashed deploy left its lock behind
+      irisctl deploy --batch-size 2       # a fleet, two hosts at a time
     """
     data = deploy(
         opts.target(),
@@ -87,6 +107,7 @@ def command(
         from_path=from_path,
         check=check,
         release_lock=release_lock,
+        batch_size=batch_size,
         on_step=render.step,
     )
     show_result(data, as_json, f"deployed {data.get('version')}")

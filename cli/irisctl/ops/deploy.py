@@ -25,10 +25,13 @@ def deploy(
     from_path: Path | None = None,
     check: bool = False,
     release_lock: bool = False,
+    batch_size: int = 1,
     on_step: StepCallback | None = None,
 ) -> dict[str, Any]:
     """Take the deploy lock, build, ship with ``deploy.yml`` (health-gated, rolls back by
-    itself), then summarise. The lock comes first so a refused deploy builds nothing."""
+    itself), then summarise. The lock comes first so a refused deploy builds nothing. A fleet
+    rolls ``batch_size`` hosts at a time, each out of the load balancer while it switches; a
+    batch that fails its gate stops the roll there."""
     started = time.monotonic()
     if check:
         wheelhouse = prepare_release(version, from_path, on_step)
@@ -38,7 +41,7 @@ def deploy(
     lock = take_deploy_lock(target, version=version, force=release_lock, on_step=on_step)
     try:
         wheelhouse = prepare_release(version, from_path, on_step)
-        extravars = {**release_vars(wheelhouse), **lock}
+        extravars = {**release_vars(wheelhouse), **lock, "iris_deploy_batch_size": batch_size}
         result = target.run("deploy", extravars=extravars)
     except BaseException:
         # deploy.yml releases the lock itself once it has run; this covers a failed build, a
@@ -66,10 +69,13 @@ def provision(
     return _summary(target, "provision", result, wheelhouse.version, started)
 
 
-def rollback(target: Target, version: str | None = None) -> dict[str, Any]:
-    """``rollback.yml``: to ``version``, or by default to the previous release."""
+def rollback(target: Target, version: str | None = None, batch_size: int = 1) -> dict[str, Any]:
+    """``rollback.yml``: to ``version``, or by default to the previous release; a fleet rolls
+    back ``batch_size`` hosts at a time, as a deploy rolls forward."""
     started = time.monotonic()
-    extravars = {"service_rollback_to": version} if version else {}
+    extravars: dict[str, Any] = {"iris_deploy_batch_size": batch_size}
+    if version:
+        extravars["service_rollback_to"] = version
     result = target.run("rollback", extravars=extravars)
     return _summary(target, "rollback", result, version, started)
 

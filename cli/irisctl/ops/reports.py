@@ -12,24 +12,27 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from irisctl.humanize import human_bytes
+from irisctl.ops.fleet import balancer, version_drift
 from irisctl.ops.target import Target
 from irisctl.public import check_public_endpoint
 
 
 def status(target: Target) -> dict[str, Any]:
     raw = target.reports("status")
-    return {"hosts": [build_status(host, report) for host, report in raw.items()]}
+    hosts = [build_status(host, report) for host, report in raw.items()]
+    return {"hosts": hosts, **version_drift({h["host"]: h["version"] for h in hosts})}
 
 
 def releases(target: Target) -> dict[str, Any]:
     raw = target.reports("releases")
-    return {"hosts": [build_releases(host, report) for host, report in raw.items()]}
+    hosts = [build_releases(host, report) for host, report in raw.items()]
+    return {"hosts": hosts, **version_drift({h["host"]: h["current"] for h in hosts})}
 
 
 def health(target: Target, *, public: bool = True, min_cert_days: int = 14) -> dict[str, Any]:
     """Deep checks on each host plus the public HTTPS endpoint from here; never raises on
     an unhealthy host (the caller decides the exit code from ``healthy``)."""
-    hosts = []
+    hosts: list[dict[str, Any]] = []
     for host, report in target.reports("health").items():
         checks = health_checks(report, min_cert_days=min_cert_days)
         if public:
@@ -50,7 +53,17 @@ def health(target: Target, *, public: bool = True, min_cert_days: int = 14) -> d
                 "checks": checks,
             }
         )
-    return {"healthy": bool(hosts) and all(h["healthy"] for h in hosts), "hosts": hosts}
+    fleet = version_drift({h["host"]: h["version"] for h in hosts})
+    front = balancer(target.inventory) if public else None
+    entry = None
+    if front is not None:
+        # what clients reach: the balancer's own name, through it to whichever host is up
+        entry = {
+            "host": front.name,
+            **check_public_endpoint(front.domain, front.address, ca_bundle=target.ca_bundle),
+        }
+    healthy = bool(hosts) and all(h["healthy"] for h in hosts) and (entry is None or entry["ok"])
+    return {"healthy": healthy, "hosts": hosts, "balancer": entry, **fleet}
 
 
 # ---------------------------------------------------------------- raw report -> shape ---
