@@ -35,15 +35,17 @@ lint: install
 	$(VENV)/bin/yamllint .
 	cd $(CURDIR) && $(VENV)/bin/ansible-lint --profile production roles playbooks
 
-# Two pytest runs side by side: the real-host stories (one sandbox, their own order) and
-# everything else. The host run's output is shown after the other's; either failing fails.
+# Two pytest runs side by side: the real-host stories (one sandbox at a time: the single-host
+# stories, then the fleet's) and everything else. The host run's output is shown after the
+# other's; either failing fails.
 test: install lint
 	@hosts_log=$$(mktemp); \
-	$(VENV)/bin/pytest tests/hosts >$$hosts_log 2>&1 & hosts_pid=$$!; \
-	$(VENV)/bin/pytest --ignore=tests/hosts; local_rc=$$?; \
+	( $(VENV)/bin/pytest tests/hosts; hosts_rc=$$?; \
+	  $(VENV)/bin/pytest tests/fleet && exit $$hosts_rc ) >$$hosts_log 2>&1 & hosts_pid=$$!; \
+	$(VENV)/bin/pytest --ignore=tests/hosts --ignore=tests/fleet; local_rc=$$?; \
 	wait $$hosts_pid; hosts_rc=$$?; \
-	echo "=== tests/hosts ==="; cat $$hosts_log; rm -f $$hosts_log; \
-	echo "tests/hosts exit $$hosts_rc, the rest exit $$local_rc"; \
+	echo "=== tests/hosts, tests/fleet ==="; cat $$hosts_log; rm -f $$hosts_log; \
+	echo "tests/hosts + tests/fleet exit $$hosts_rc, the rest exit $$local_rc"; \
 	[ $$local_rc -eq 0 ] && [ $$hosts_rc -eq 0 ]
 
 sandbox: install

@@ -1,0 +1,65 @@
+"""A fleet on real systemd hosts: two app hosts, one cache store (Redis) and one load balancer
+(HAProxy), brought up once for the whole run and converged once with site.yml, after which each
+story works through the balancer. Skips with one line where hosts cannot run.
+
+Run on its own (``pytest tests/fleet``): the sandbox is one per machine, so this run and
+``tests/hosts`` take turns.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "hosts"))  # host_helpers
+
+from fleet_helpers import Fleet  # noqa: E402
+from host_helpers import BROKEN, V1, V2, build_release  # noqa: E402
+from irisctl.sandbox import hosts, stack  # noqa: E402
+
+APP_HOSTS = 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    mine = [item for item in items if here in Path(item.fspath).parents]
+    for item in mine:
+        item.add_marker(pytest.mark.hosts)
+    reason = hosts.unavailable_reason()
+    if reason and mine:
+        mine[0].add_marker(pytest.mark.skip(reason=f"real test hosts unavailable: {reason}"))
+        config.hook.pytest_deselected(items=mine[1:])
+        items[:] = [item for item in items if item not in mine[1:]]
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """The fleet, converged: site.yml on every host (app hosts on release V1)."""
+    if stack.sandbox_status() is not None:
+        pytest.skip("a sandbox is already up (another run owns it): `irisctl sandbox down` first")
+    workdir = tmp_path_factory.mktemp("fleet")
+    started = time.monotonic()
+    releases = {v: build_release(workdir / f"release-{v}", v) for v in (V1, V2, BROKEN)}
+    built = time.monotonic()
+    info = stack.sandbox_up(APP_HOSTS, inventory_path=stack.default_inventory(), fleet=True)
+    try:
+        roots = workdir / "pebble-roots.pem"
+        roots.write_text(hosts.pebble_roots())
+        box = Fleet(info=info, workdir=workdir, releases=releases, pebble_roots=roots)
+        box.timings["build releases"] = built - started
+        box.timings["sandbox up"] = time.monotonic() - built
+        run = box.play(
+            "site.yml", service_wheelhouse_dir=str(releases[V1].path), service_version=V1
+        )
+        box.converges.append(run)
+        if run.rc != 0:
+            pytest.fail(f"fleet converge failed: {run.explain()}")
+        yield box
+        timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
+        print(f"\nfleet test timings (s): {timings}")
+    finally:
+        stack.sandbox_down()
