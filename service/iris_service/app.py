@@ -13,6 +13,7 @@ from iris_service.body_drain import DiscardUnreadBody
 from iris_service.config import Settings
 from iris_service.cpu_gate import CpuGateMiddleware
 from iris_service.errors import register_error_handlers
+from iris_service.model_warmup import warm_model_client
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     service = Analyzer.from_settings(settings)
     app.extensions["iris"] = service
     service.agent.ensure_ready()  # fetch the OpenAI key now; health reports a failure
+    # The SDK's first-call costs now, before this worker accepts a request (model_warmup).
+    warmed_s = warm_model_client(settings)
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.wsgi_app = DiscardUnreadBody(app.wsgi_app)  # type: ignore[method-assign]
@@ -51,10 +54,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             methods=["GET", "POST", "OPTIONS"],
         )
     log.info(
-        "iris-service %s ready: env=%s, model=%s, cache=%s",
+        "iris-service %s ready: env=%s, model=%s, cache=%s, model client warmed in %.0f ms",
         __version__,
         settings.env,
         settings.model,
         settings.cache_dir,
+        warmed_s * 1000,
     )
     return app
