@@ -8,7 +8,10 @@ and this tree's release, `irisctl provision`), every request over HTTPS through 
   1. ``--in-flight`` distinct analyses at once, the model answering each in 2 s: how many
      succeed, the slowest, the burst's wall time; /api/iris/health every 50 ms meanwhile (from
      a process of its own, so the burst's client work does not delay the probe): p50/p99/max;
-     the peak summed RSS of the service's processes (its cgroup), sampled on the host;
+     the peak summed RSS of the service's processes (its cgroup), sampled on the host. Twice
+     after a restart of the service (the first burst after a start, then the next one), side
+     by side: with the deployed configuration, and with its worker start hook switched off
+     (threads started on demand, CPython's 5 ms GIL turns: what ran before the hook);
   2. ``--burst`` distinct analyses at once: how many got 200, a JSON 503 with Retry-After
      (shed), any other status, or no answer (cut: reset or EOF; timeout), the burst's wall time,
      the slowest shed answer, and whether the host is healthy afterwards (health 200, no worker
@@ -271,6 +274,44 @@ def in_flight(host: Host, target: Target, count: int) -> dict:
     }
 
 
+HOST_CONF = "/etc/iris/gunicorn.conf.py"
+# Appended to the host's config for the comparison row, then the file is put back.
+WITHOUT_WORKER_START_HOOK = (
+    "\n# bench/capacity_bench.py: the worker start hook switched off\n"
+    "def post_worker_init(worker):\n    pass\n"
+)
+
+
+def restart_service(host: Host, target: Target) -> None:
+    root(host, "systemctl restart iris-backend.service")
+    deadline = time.monotonic() + 90
+    while asyncio.run(request(target, "GET", "/api/iris/health", timeout=5)).status != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the service did not come back after a restart")
+        time.sleep(0.5)
+
+
+def after_a_start(host: Host, target: Target, count: int) -> dict:
+    restart_service(host, target)
+    time.sleep(2)  # every worker has loaded the app and started its threads
+    return {
+        "first_burst": in_flight(host, target, count),
+        "next_burst": in_flight(host, target, count),
+    }
+
+
+def in_flight_side_by_side(host: Host, target: Target, count: int) -> dict:
+    figures = {"deployed configuration": after_a_start(host, target, count)}
+    root(host, f"cp -p {HOST_CONF} {HOST_CONF}.bench && cat >> {HOST_CONF}",
+         stdin=WITHOUT_WORKER_START_HOOK)  # fmt: skip
+    try:
+        figures["worker start hook off"] = after_a_start(host, target, count)
+    finally:
+        root(host, f"mv {HOST_CONF}.bench {HOST_CONF}")
+        restart_service(host, target)
+    return figures
+
+
 def overload(host: Host, target: Target, count: int) -> dict:
     deaths_before = worker_deaths(host)
     outcomes, wall = asyncio.run(burst(target, bodies(count, f"burst{int(time.time())}")))
@@ -399,7 +440,7 @@ def main() -> None:
         conf = root(host, "cat /etc/iris/gunicorn.conf.py")
         figures["host_gunicorn_overrides"] = conf.split("import *", 1)[1].strip().splitlines()[3:]
         try:
-            figures["in_flight"] = in_flight(host, target, args.in_flight)
+            figures["in_flight"] = in_flight_side_by_side(host, target, args.in_flight)
             print(json.dumps(figures, indent=2), flush=True)
             figures["overload"] = overload(host, target, args.burst)
             print(json.dumps(figures, indent=2), flush=True)
