@@ -14,6 +14,7 @@ from iris_service.api_keys import ClientKey
 from iris_service.auth import ANONYMOUS, ClientAuth
 from iris_service.cache import AnalysisCache, CacheEntry, DiskCache, MemoryCache
 from iris_service.cache_key import key_for
+from iris_service.cache_shared import SharedTier
 from iris_service.config import SUPPORTED_LANGUAGES, Settings
 from iris_service.cpu_gate import CpuGate
 from iris_service.emf import EmfEmitter
@@ -27,6 +28,8 @@ from iris_service.model_contract import (
 )
 from iris_service.ranges import clean_blocks
 from iris_service.source import line_count, normalize_source
+from iris_service.store import shared_store
+from iris_service.store_figures import shared_figures
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +91,11 @@ class AnalyzeRequest:
 
 
 def build_cache(settings: Settings) -> AnalysisCache:
+    store = shared_store(settings)
     return AnalysisCache(
         MemoryCache(settings.memory_cache_entries, settings.cache_ttl_s),
         DiskCache(settings.disk_cache_dir, settings.cache_ttl_s, settings.cache_max_bytes),
+        SharedTier(store, settings.cache_ttl_s) if store is not None else None,
     )
 
 
@@ -120,7 +125,7 @@ class Analyzer:
             settings,
             Agent(settings),
             build_cache(settings),
-            CacheMetrics(settings.metrics_file),
+            CacheMetrics(settings.metrics_file, shared_figures(settings)),
             EmfEmitter(settings),
             ClientAuth(settings),
         )

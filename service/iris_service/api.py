@@ -51,7 +51,7 @@ def health() -> tuple[Response, int]:
         problems.append("IRIS_API_KEY is not set while IRIS_ENV=prod")
     if not ready:
         problems.append(f"model client not configured: {service.agent.error or 'unknown'}")
-    body: dict[str, str | bool | list[str]] = {
+    body: dict[str, object] = {
         "status": "ok" if not problems else "unavailable",
         "agent_ready": ready,
         "agent_error": service.agent.error is not None,
@@ -59,4 +59,11 @@ def health() -> tuple[Response, int]:
     }
     if problems:
         body["errors"] = problems
+    shared = service.cache.shared
+    if shared is not None:
+        # A store outage degrades, it does not take the host out: still 200 (see store.py).
+        store_check = shared.store.check()
+        body["checks"] = {"cache_store": store_check}
+        if not store_check["ok"] and not problems:
+            body["status"] = "degraded"
     return jsonify(body), 200 if not problems else 503

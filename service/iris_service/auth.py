@@ -12,7 +12,9 @@ from iris_service.budgets import Budgets
 from iris_service.config import Settings
 from iris_service.errors import ServiceUnavailable, Unauthorized
 from iris_service.key_usage import KeyUsage
-from iris_service.rate_limits import RateLimiter, open_storage
+from iris_service.rate_limits import RateLimiter
+from iris_service.store_figures import shared_figures
+from iris_service.store_limits import open_limits_storage
 
 HEADER = "x-api-key"
 # Who is asking when no key is configured at all (dev only).
@@ -25,10 +27,10 @@ class ClientAuth:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = KeyRing(settings.api_keys, settings.api_keys_file)
-        storage = open_storage(settings.limits_storage_uri)
+        storage = open_limits_storage(settings)  # the shared store's, if any (store_limits)
         self.limiter = RateLimiter(storage)
         self.budgets = Budgets(storage, settings.daily_budget_usd)
-        self.usage = KeyUsage(settings.key_usage_file)
+        self.usage = KeyUsage(settings.key_usage_file, shared_figures(settings))
 
     def admit(self, provided: str | None) -> ClientKey:
         """The key of this request, counted; 401 without a valid key, 429 over its rate."""

@@ -23,13 +23,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
 from iris_service.cache_eviction import EVICT_LOCK_WAIT_S, LOCK_DIR, Evictor, discard
 from iris_service.cache_key import valid_key
 from iris_service.file_locks import single_flight
+
+if TYPE_CHECKING:
+    from iris_service.cache_shared import SharedTier
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +206,20 @@ class DiskCache:
 
 
 class AnalysisCache:
-    """Memory tier, then disk tier, then one computation per key across all workers."""
+    """Memory tier, then (with ``IRIS_CACHE_URL``) the shared tier, then the disk tier, then
+    one computation per key across all workers (and hosts, through the shared tier's lock).
 
-    def __init__(self, memory: MemoryCache, disk: DiskCache) -> None:
+    With the shared tier the disk stays as this host's fallback: entries are written through
+    to it, read from it when the store is down or misses (a disk hit is copied into the store,
+    so entries from before the store, or restored from a backup, reach every host).
+    """
+
+    def __init__(
+        self, memory: MemoryCache, disk: DiskCache, shared: SharedTier | None = None
+    ) -> None:
         self.memory = memory
         self.disk = disk
+        self.shared = shared
         self.clear_check_interval_s = CLEAR_CHECK_INTERVAL_S
         self._clear_stamp = disk.cleared_stamp()
         self._clear_checked = time.monotonic()
@@ -228,13 +240,22 @@ class AnalysisCache:
         entry = self.memory.get(key)
         if entry is not None:
             return entry
+        if self.shared is not None:
+            entry = self.shared.get(key)
+            if entry is not None:
+                self.memory.put(entry)
+                return entry
         entry = self.disk.get(key)
         if entry is not None:
             self.memory.put(entry)
+            if self.shared is not None:
+                self.shared.put(entry)
         return entry
 
     def store(self, entry: CacheEntry) -> None:
         self.memory.put(entry)
+        if self.shared is not None:
+            self.shared.put(entry)
         try:
             self.disk.put(entry)
         except OSError as error:
@@ -259,10 +280,15 @@ class AnalysisCache:
             return entry, True
         with contextlib.ExitStack() as held:
             with while_waiting():
-                held.enter_context(self.disk.key_lock(key, deadline))
+                held.enter_context(self._key_lock(key, deadline))
             entry = self.lookup(key)  # someone else may have finished it while we waited
             if entry is not None:
                 return entry, True
             entry = compute()
             self.store(entry)
             return entry, False
+
+    def _key_lock(self, key: str, deadline: float) -> contextlib.AbstractContextManager[None]:
+        if self.shared is None:
+            return self.disk.key_lock(key, deadline)
+        return self.shared.key_lock(key, deadline, self.disk.key_lock)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from iris_service.errors import ConfigError
 
@@ -19,6 +21,9 @@ PROXY_TIMEOUT_S = 120.0
 MAX_REQUEST_DEADLINE_S = PROXY_TIMEOUT_S - 5.0
 # Anything else is refused: a typo such as "production" must not quietly mean dev (open access).
 ENVIRONMENTS = ("dev", "prod")
+CACHE_URL_SCHEMES = ("redis", "rediss")
+# A store call slower than this is no cache any more: past it the worker serves without it.
+MAX_CACHE_TIMEOUT_S = 5.0
 
 
 def _split_csv(value: str | None) -> tuple[str, ...]:
@@ -56,6 +61,14 @@ class Settings:
     rate_limit_per_minute: int = 0
     rate_limit_storage: str | None = None
     daily_budget_usd: float = 0.0
+    # The shared cache tier (Valkey/Redis, see ``store``); None: none, the disk tier serves.
+    cache_url: str | None = None
+    cache_password: str | None = field(default=None, repr=False)
+    cache_password_secret_id: str | None = None
+    cache_timeout_s: float = 0.25
+    cache_ca_file: Path | None = None
+    # This host in the shared figures (per-host breakdown of the fleet's counters).
+    host_name: str = field(default_factory=socket.gethostname)
 
     @property
     def is_prod(self) -> bool:
@@ -126,6 +139,18 @@ class Settings:
                 f"({MAX_REQUEST_DEADLINE_S:.0f} s max), got {deadline}"
             )
         emf_file = env.get("IRIS_EMF_FILE", "").strip()
+        cache_url = check_cache_url(env.get("IRIS_CACHE_URL", "").strip())
+        ca_file = env.get("IRIS_CACHE_CA_FILE", "").strip()
+        if ca_file and not (cache_url or "").startswith("rediss://"):
+            raise ConfigError("IRIS_CACHE_CA_FILE is only used with IRIS_CACHE_URL=rediss://...")
+        if ca_file and not os.access(ca_file, os.R_OK):
+            raise ConfigError(f"IRIS_CACHE_CA_FILE={ca_file!r} is not a readable file")
+        cache_timeout = number("IRIS_CACHE_TIMEOUT_S", 0.25, minimum=0.001)
+        if cache_timeout > MAX_CACHE_TIMEOUT_S:
+            raise ConfigError(
+                f"IRIS_CACHE_TIMEOUT_S must be at most {MAX_CACHE_TIMEOUT_S:g} s "
+                f"(a slow store is skipped, not waited for), got {cache_timeout:g}"
+            )
         keys_file = env.get("IRIS_API_KEYS_FILE", "").strip()
         return cls(
             env=iris_env,
@@ -155,4 +180,55 @@ class Settings:
             rate_limit_per_minute=int(number("IRIS_RATE_LIMIT_PER_MINUTE", 0, int)),
             rate_limit_storage=env.get("IRIS_RATE_LIMIT_STORAGE", "").strip() or None,
             daily_budget_usd=number("IRIS_DAILY_BUDGET_USD", 0.0),
+            cache_url=cache_url,
+            cache_password=env.get("IRIS_CACHE_PASSWORD", "") or None,
+            cache_password_secret_id=env.get("IRIS_CACHE_PASSWORD_SECRET_ID", "").strip() or None,
+            cache_timeout_s=cache_timeout,
+            cache_ca_file=Path(ca_file) if ca_file else None,
+            host_name=text("IRIS_HOST_NAME", socket.gethostname()),
         )
+
+
+def check_cache_url(url: str) -> str | None:
+    """``IRIS_CACHE_URL`` as given, or None when empty; ConfigError names what is wrong."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise ConfigError(f"IRIS_CACHE_URL is not a valid URL ({error})") from None
+    shown = redact_url(url)
+    if parts.scheme not in CACHE_URL_SCHEMES:
+        raise ConfigError(f"IRIS_CACHE_URL={shown!r} must start with redis:// or rediss:// (TLS)")
+    if parts.password is not None:
+        raise ConfigError(
+            "IRIS_CACHE_URL must not carry the password: set IRIS_CACHE_PASSWORD or "
+            "IRIS_CACHE_PASSWORD_SECRET_ID"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"IRIS_CACHE_URL={shown!r} names no host")
+    if port == 0:
+        raise ConfigError(f"IRIS_CACHE_URL={shown!r}: port 0")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigError(f"IRIS_CACHE_URL={shown!r}: the path must be a database number")
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            f"IRIS_CACHE_URL={shown!r}: no query options (use IRIS_CACHE_TIMEOUT_S, "
+            "IRIS_CACHE_CA_FILE)"
+        )
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced: safe for logs and errors."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "<unparsable URL>"
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()

@@ -21,9 +21,12 @@ import time
 import weakref
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iris_service.sqlite_files import ThreadConnections
+
+if TYPE_CHECKING:
+    from iris_service.store_figures import SharedFigures
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,9 @@ def _write_every_second(ref: weakref.ref[KeyUsage]) -> None:
 
 
 class KeyUsage:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shared: SharedFigures | None = None) -> None:
         self.path = Path(path)
+        self.shared = shared  # the fleet's per-host figures in the store, if any
         self._connections = ThreadConnections(self.path, _SCHEMA)
         self._lock = threading.Lock()
         self._pending: dict[str, list[float]] = {}  # name -> [requests, calls, cost, last]
@@ -78,6 +82,8 @@ class KeyUsage:
             row[3] = now
         if self._writer_pid != os.getpid():
             self._start_writer()
+        if self.shared is not None:
+            self.shared.add_key(name, requests, model_calls, cost_usd)
 
     def _start_writer(self) -> None:
         """One writer thread per process, started by its first count (after any fork)."""

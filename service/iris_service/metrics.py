@@ -30,7 +30,10 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iris_service.store_figures import SharedFigures
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,9 @@ def _locked(path: Path, flags: int, lock: int) -> Iterator[int]:
 
 
 class CacheMetrics:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shared: SharedFigures | None = None) -> None:
         self.path = Path(path)
+        self.shared = shared  # the fleet's figures in the store (``store_figures``), if any
         self._lock = threading.Lock()  # threads of one process share its descriptor
         self._fd: int | None = None
         self._fd_pid = 0  # a forked child opens its own
@@ -114,6 +118,8 @@ class CacheMetrics:
             self._add(deltas)
         except OSError as error:
             log.warning("cannot update %s: %s", self.path, error)
+        if self.shared is not None:
+            self.shared.add_counters(deltas)
 
     def _writer_fd(self) -> int:
         if self._fd is not None and self._fd_pid == os.getpid():

@@ -1,4 +1,5 @@
-"""The OpenAI key: from the environment, else from AWS Secrets Manager; never on disk or in logs.
+"""Secrets: the OpenAI key and the shared cache store's password, from the environment, else
+from AWS Secrets Manager; never on disk or in logs.
 
 The Secrets Manager call runs in a short-lived child process (``python -m iris_service.secrets
 SECRET_ID REGION``) that hands the key back on a pipe (its stdout): boto3 and botocore, ~17 MB
@@ -36,16 +37,21 @@ def _botocore_quiet() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def _key_from_secret_string(secret: str) -> str:
+# The JSON field a secret may hold its value in (else the whole secret string is the value).
+OPENAI_FIELD = "OPENAI_API_KEY"
+CACHE_PASSWORD_FIELD = "password"
+
+
+def _key_from_secret_string(secret: str, field: str = OPENAI_FIELD) -> str:
     text = secret.strip()
     if text.startswith("{"):
         try:
             data = json.loads(text)
         except ValueError:
-            raise SecretError("secret is neither a plain key nor valid JSON") from None
-        value = data.get("OPENAI_API_KEY") if isinstance(data, dict) else None
+            raise SecretError("secret is neither a plain value nor valid JSON") from None
+        value = data.get(field) if isinstance(data, dict) else None
         if not isinstance(value, str) or not value.strip():
-            raise SecretError('secret JSON has no "OPENAI_API_KEY" string')
+            raise SecretError(f'secret JSON has no "{field}" string')
         return value.strip()
     if not text:
         raise SecretError("secret is empty")
@@ -61,10 +67,26 @@ def fetch_openai_key(settings: Settings) -> str:
     """Return the OpenAI key: ``OPENAI_API_KEY``, else the secret, read by a child process."""
     if settings.openai_api_key:
         return settings.openai_api_key
-    secret_id = settings.openai_secret_id
+    return fetch_secret(settings.openai_secret_id, settings.aws_region, OPENAI_FIELD)
+
+
+def fetch_cache_password(settings: Settings) -> str | None:
+    """The shared store's password: ``IRIS_CACHE_PASSWORD``, else the secret
+    ``IRIS_CACHE_PASSWORD_SECRET_ID`` (a plain string, or JSON with "password"), else None."""
+    if settings.cache_password:
+        return settings.cache_password
+    if not settings.cache_password_secret_id:
+        return None
+    return fetch_secret(
+        settings.cache_password_secret_id, settings.aws_region, CACHE_PASSWORD_FIELD
+    )
+
+
+def fetch_secret(secret_id: str, region: str, field: str) -> str:
+    """The value of ``secret_id``, read by a short-lived child process (see the module doc)."""
     try:
         child = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
-            [sys.executable, "-m", "iris_service.secrets", secret_id, settings.aws_region],
+            [sys.executable, "-m", "iris_service.secrets", secret_id, region, field],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=FETCH_TIMEOUT_S,
@@ -85,8 +107,8 @@ def fetch_openai_key(settings: Settings) -> str:
     return child.stdout.decode("utf-8")
 
 
-def read_secret(secret_id: str, region: str) -> str:
-    """The key in the secret ``secret_id``; boto3 honours AWS_ENDPOINT_URL_SECRETS_MANAGER."""
+def read_secret(secret_id: str, region: str, field: str = OPENAI_FIELD) -> str:
+    """The value in the secret ``secret_id``; boto3 honours AWS_ENDPOINT_URL_SECRETS_MANAGER."""
     import boto3  # imported here: only the short-lived reader process pays for it
     from botocore.config import Config
 
@@ -106,20 +128,20 @@ def read_secret(secret_id: str, region: str) -> str:
     secret = response.get("SecretString")
     if secret is None:
         raise SecretError(f"secret {secret_id!r} has no SecretString")
-    return _key_from_secret_string(secret)
+    return _key_from_secret_string(secret, field)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The reader process: the key on stdout (no newline), or one line on stderr and exit 1."""
+    """The reader process: the value on stdout (no newline), or one line on stderr and exit 1."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
+    if len(args) not in (2, 3):
         print(
-            f"{_ERROR_PREFIX}usage: python -m iris_service.secrets SECRET_ID REGION",
+            f"{_ERROR_PREFIX}usage: python -m iris_service.secrets SECRET_ID REGION [JSON_FIELD]",
             file=sys.stderr,
         )
         return 2
     try:
-        key = read_secret(args[0], args[1])
+        key = read_secret(*args)
     except SecretError as error:
         print(f"{_ERROR_PREFIX}{error}", file=sys.stderr)
         return 1
