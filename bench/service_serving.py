@@ -6,6 +6,8 @@ Every row runs under gunicorn with ``iris_service.gunicorn_conf`` plus the overr
 names; the rows differ only in those settings (and, for the last, in the app):
 - this project's service under the seed's serving settings (2 sync workers);
 - this project's service under its own settings (the package defaults);
+- the same with the worker start hook switched off (``post_worker_init``: threads started on
+  demand, CPython's 5 ms GIL turns), to measure what the hook costs or saves;
 - the same with ``preload_app``;
 - a minimal Flask app (parse the JSON body, answer a small JSON) under this project's settings:
   the ceiling the cache-hit path is compared with (``hits vs minimal``).
@@ -51,6 +53,10 @@ CONFIGS = {
         SERVICE,
     ),
     f"IRIS, its settings ({OURS})": ("", SERVICE),
+    f"IRIS, its settings ({OURS}), worker start hook off": (
+        "def post_worker_init(worker):\n    pass\n",
+        SERVICE,
+    ),
     f"IRIS, its settings ({OURS}) + preload_app": ("preload_app = True\n", SERVICE),
     f"minimal Flask app, IRIS settings ({OURS})": ("", MINIMAL),
 }
@@ -309,7 +315,7 @@ def main() -> int:
     print(f"\nmodel stand-in delay {MODEL_DELAY_S} s; {os.cpu_count()} CPUs; served directly\n")
     minimal = results[-1]["cache_hits"]["req_per_s"]
     header = (
-        f"{'row':48} {'hit req/s':>10} {'vs minimal':>10} {'hit p99':>8} "
+        f"{'row':60} {'hit req/s':>10} {'vs minimal':>10} {'hit p99':>8} "
         f"{'slow wall':>9} {'health p50':>10} {'health max':>10} {'peak RSS':>9}"
     )
     print(header)
@@ -322,7 +328,7 @@ def main() -> int:
             else f"{'-':>9} {'-':>10} {'-':>10}"
         )
         print(
-            f"{r['config']:48} {h['req_per_s']:>10.0f} {r['hits_vs_minimal']:>9.2f}x "
+            f"{r['config']:60} {h['req_per_s']:>10.0f} {r['hits_vs_minimal']:>9.2f}x "
             f"{h['p99_ms']:>6.1f}ms {slow} {r['peak_rss_mb']:>7.1f}MB"
         )
     print("\n" + json.dumps(results, indent=2))
