@@ -34,6 +34,7 @@ INTERNAL_TASKS = {
     "aws_alarms": {"definitions"},
     "aws_dashboard": set(),
     "host_metrics": set(),
+    "cache_store": {"config", "hardening", "vars"},
 }
 
 
