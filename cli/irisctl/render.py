@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -190,19 +191,21 @@ def check_summary(data: dict[str, Any]) -> None:
             out.print(escape(change["diff"].rstrip()), style="dim")
 
 
+_COUNTER_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("hit rate", lambda s: _percent(s.get("hit_rate"))),
+    ("hits / misses", lambda s: f"{s.get('hits', '-')} / {s.get('misses', '-')}"),
+    ("model calls", lambda s: str(s.get("model_calls", "-"))),
+    ("tokens in / out", lambda s: f"{s.get('input_tokens', '-')} / {s.get('output_tokens', '-')}"),
+    ("cost spent", lambda s: _usd(s.get("cost_spent_usd"))),
+    ("cost saved", lambda s: _usd(s.get("cost_saved_usd"))),
+]
+
+
 def cache_stats_table(data: dict[str, Any]) -> None:
     rows = [
         ("entries", lambda s: str(s.get("entries"))),
         ("bytes on disk", lambda s: human_bytes(s.get("bytes"))),
-        ("hit rate", lambda s: _percent(s.get("hit_rate"))),
-        ("hits / misses", lambda s: f"{s.get('hits', '-')} / {s.get('misses', '-')}"),
-        ("model calls", lambda s: str(s.get("model_calls", "-"))),
-        (
-            "tokens in / out",
-            lambda s: f"{s.get('input_tokens', '-')} / {s.get('output_tokens', '-')}",
-        ),
-        ("cost spent", lambda s: _usd(s.get("cost_spent_usd"))),
-        ("cost saved", lambda s: _usd(s.get("cost_saved_usd"))),
+        *_COUNTER_ROWS,
         ("oldest entry", lambda s: str(s.get("oldest_entry") or "-")),
         ("newest entry", lambda s: str(s.get("newest_entry") or "-")),
         ("model spend today", lambda s: _spend(s.get("budget") or {})),
@@ -214,6 +217,28 @@ def cache_stats_table(data: dict[str, Any]) -> None:
     for label, get in rows:
         table.add_row(label, *(get(host) for host in data["hosts"]))
     out.print(table)
+    if data.get("fleet"):
+        fleet_table(data["fleet"])
+
+
+def fleet_table(fleet: dict[str, Any]) -> None:
+    """The shared store's figures: each host that counted into it, and the fleet's total."""
+    if "error" in fleet:
+        out.print(f"[yellow]shared store {escape(fleet['url'])}: {escape(fleet['error'])}[/]")
+        return
+    used = f"{human_bytes(fleet.get('used_memory_bytes'))} used"
+    if fleet.get("maxmemory_bytes"):
+        used += f" of {human_bytes(fleet['maxmemory_bytes'])}"
+    table = Table(title="IRIS fleet (shared cache store)")
+    table.add_column("")
+    hosts = sorted(fleet.get("hosts", {}))
+    for host in hosts:
+        table.add_column(host)
+    table.add_column("fleet", style="bold")
+    for label, get in _COUNTER_ROWS:
+        table.add_row(label, *(get(fleet["hosts"][h]) for h in hosts), get(fleet["fleet"]))
+    out.print(table)
+    out.print(f"store {escape(fleet['url'])}: {fleet['entries']} entries, {used}")
 
 
 def _spend(spend: dict[str, Any]) -> str:
@@ -260,6 +285,22 @@ def keys_table(data: dict[str, Any]) -> None:
         )
     out.print(table)
     out.print(f"all keys: {_spend(data['global'])}, resets {data['global']['budget_resets_at']}")
+    if any(len(key.get("by_host") or []) > 1 for key in data["keys"]):
+        by_host = Table(title=f"per host ({data.get('by_host_from', 'hosts')})")
+        for column in ("name", "host", "requests", "model calls", "cost", "spent today"):
+            by_host.add_column(column)
+        for key in data["keys"]:
+            for part in key.get("by_host") or []:
+                spent = part.get("spent_today_usd")
+                by_host.add_row(
+                    escape(key["name"]),
+                    escape(part["host"]),
+                    str(part["requests"]),
+                    str(part["model_calls"]),
+                    _usd(part["cost_usd"]),
+                    "-" if spent is None else _usd(spent),
+                )
+        out.print(by_host)
 
 
 def _percent(value: Any) -> str:
@@ -384,3 +425,22 @@ def top_table(data: dict[str, Any]) -> Table:
     table.add_section()
     row(f"fleet ({fleet['hosts']})", fleet, ", ".join(fleet["releases"]) or "-", style="bold")
     return table
+
+
+def aws_endpoints(endpoints: dict[str, Any] | None) -> None:
+    """The fleet's outputs: where the public name must point, the certificate's validation
+    record until ACM has issued it, and the hosts' IRIS_CACHE_URL."""
+    if not endpoints:
+        return
+    if endpoints.get("record"):
+        plain(f"point the public name at the load balancer: {endpoints['record']}")
+    if not endpoints.get("https"):
+        status = endpoints.get("certificate_status") or "not requested yet"
+        plain(f"HTTPS waits for the certificate ({status}); ACM validates it through:")
+        for record in endpoints.get("certificate_validation_records") or []:
+            plain(f"  {record['name']} 300 IN {record['type']} {record['value']}")
+    if endpoints.get("cache_url"):
+        plain(
+            f"IRIS_CACHE_URL: {endpoints['cache_url']}"
+            f" (AUTH token in the secret {endpoints.get('cache_password_secret')})"
+        )

@@ -24,6 +24,7 @@ from iris_service.config import SUPPORTED_LANGUAGES, Settings
 from iris_service.key_admin import budget_summary
 from iris_service.metrics import CacheMetrics
 from iris_service.source import normalize_source
+from iris_service.store_admin import clear_shared, inspect_shared, shared_cache_stats
 
 EXIT_NOT_FOUND = 3
 LANGUAGE_BY_SUFFIX = {
@@ -65,6 +66,7 @@ def cache_stats(settings: Settings) -> dict[str, Any]:
         oldest = created if oldest is None else min(oldest, created)
         newest = created if newest is None else max(newest, created)
     counters = CacheMetrics(settings.metrics_file).read()
+    shared = shared_cache_stats(settings)  # the fleet's figures per host, with IRIS_CACHE_URL
     return {
         "cache_dir": str(settings.disk_cache_dir),
         "entries": entries,
@@ -75,6 +77,7 @@ def cache_stats(settings: Settings) -> dict[str, Any]:
         **{k: v for k, v in counters.items() if k not in ("since", "updated_at")},
         "metrics_since": counters.get("since"),
         "budget": budget_summary(settings),  # today's model spend against the global budget
+        **({"shared": shared} if shared is not None else {}),
     }
 
 
@@ -88,7 +91,7 @@ def key_for_file(settings: Settings, path: Path, language: str | None = None) ->
 
 
 def cache_inspect(settings: Settings, key: str) -> dict[str, Any] | None:
-    entry = _disk(settings).get(key, touch=False)
+    entry = _disk(settings).get(key, touch=False) or inspect_shared(settings, key)
     if entry is None:
         return None
     return {
@@ -102,8 +105,16 @@ def cache_inspect(settings: Settings, key: str) -> dict[str, Any] | None:
     }
 
 
-def cache_clear(settings: Settings, older_than_s: float | None) -> dict[str, int]:
-    return {"removed": _disk(settings).clear(older_than_s)}
+def cache_clear(settings: Settings, older_than_s: float | None) -> dict[str, Any]:
+    disk = _disk(settings)
+    report: dict[str, Any] = {"removed": disk.clear(older_than_s)}
+    if settings.cache_url:
+        try:
+            report["removed_shared"] = clear_shared(settings, older_than_s)
+        except Exception as error:  # the store's own errors; the disk part is done
+            report["shared_error"] = f"shared cache store unavailable: {error}"
+        disk.mark_cleared()  # every host's memory tier may hold what left the store
+    return report
 
 
 def _parser() -> argparse.ArgumentParser:

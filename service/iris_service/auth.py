@@ -29,7 +29,8 @@ class ClientAuth:
         self.keys = KeyRing(settings.api_keys, settings.api_keys_file)
         storage = open_limits_storage(settings)  # the shared store's, if any (store_limits)
         self.limiter = RateLimiter(storage)
-        self.budgets = Budgets(storage, settings.daily_budget_usd)
+        shared_host = settings.host_name if settings.cache_url else None  # per-host spend too
+        self.budgets = Budgets(storage, settings.daily_budget_usd, shared_host)
         self.usage = KeyUsage(settings.key_usage_file, shared_figures(settings))
 
     def admit(self, provided: str | None) -> ClientKey:

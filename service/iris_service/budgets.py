@@ -52,13 +52,28 @@ class Spend:
 
 
 class Budgets:
-    def __init__(self, storage: Storage, global_budget_usd: float) -> None:
+    def __init__(self, storage: Storage, global_budget_usd: float, host: str | None = None) -> None:
         self.storage = storage
         self.global_budget_usd = global_budget_usd  # 0: none
+        # With a storage shared by the fleet, each host's part of a day's spend is kept too.
+        self.host = host
 
     @staticmethod
-    def _key(name: str, now: datetime) -> str:
-        return f"iris/spend/{_day(now)}/{name}"
+    def _key(name: str, now: datetime, host: str | None = None) -> str:
+        day = f"iris/spend/{_day(now)}/{name}"
+        return day if host is None else f"{day}/host/{host}"
+
+    def spent_by_host(self, names: list[str], host: str) -> dict[str, float]:
+        """Today's spend of each of ``names`` on ``host`` (its part of the fleet's spend)."""
+        now = datetime.now(UTC)
+        try:
+            return {
+                name: round(self.storage.get(self._key(name, now, host)) / _NANO, 8)
+                for name in [GLOBAL, *names]
+            }
+        except StorageError as error:
+            warn_storage(error)
+            return {}
 
     def spent_usd(self, name: str, now: datetime | None = None) -> float:
         """Today's spend of key ``name`` (``GLOBAL``: of the whole service)."""
@@ -118,5 +133,8 @@ class Budgets:
         try:
             self.storage.incr(self._key(name, now), _KEEP_S, amount)
             self.storage.incr(self._key(GLOBAL, now), _KEEP_S, amount)
+            if self.host is not None:
+                self.storage.incr(self._key(name, now, self.host), _KEEP_S, amount)
+                self.storage.incr(self._key(GLOBAL, now, self.host), _KEEP_S, amount)
         except StorageError as error:
             warn_storage(error)

@@ -16,22 +16,25 @@ from iris_service.budgets import Budgets
 from iris_service.config import Settings
 from iris_service.errors import ConfigError
 from iris_service.key_usage import KeyUsage
-from iris_service.rate_limits import open_storage
+from iris_service.store_admin import shared_key_usage
+from iris_service.store_limits import open_limits_storage
 
 
 def budget_summary(settings: Settings) -> dict[str, Any]:
     """Today's spend of the whole service against ``IRIS_DAILY_BUDGET_USD`` (for cache stats)."""
-    budgets = Budgets(open_storage(settings.limits_storage_uri), settings.daily_budget_usd)
+    budgets = Budgets(open_limits_storage(settings), settings.daily_budget_usd)
     return {**budgets.global_spend().as_dict(), "storage": _scope(settings)}
 
 
 def _scope(settings: Settings) -> str:
     """``host``: counts are this host's own; ``shared``: one store for every host."""
+    if settings.cache_url and not settings.rate_limit_storage:
+        return "shared"  # the shared cache store (store_limits)
     return "host" if settings.limits_storage_uri.startswith("sqlite:") else "shared"
 
 
 def key_report(settings: Settings) -> dict[str, Any]:
-    budgets = Budgets(open_storage(settings.limits_storage_uri), settings.daily_budget_usd)
+    budgets = Budgets(open_limits_storage(settings), settings.daily_budget_usd)
     usage = KeyUsage(settings.key_usage_file).read()
     named = {} if settings.api_keys_file is None else load_keys_file(settings.api_keys_file)
     limits = {key.name: key for key in named.values()}
@@ -48,12 +51,21 @@ def key_report(settings: Settings) -> dict[str, Any]:
             **usage.get(name, {}),
             **budgets.spend(name, budget).as_dict(),
         }
-    return {
+    report = {
         "keys": keys,
         "global": budgets.global_spend().as_dict(),
         "default_rate_per_minute": settings.rate_limit_per_minute,
         "storage": _scope(settings),
     }
+    shared = shared_key_usage(settings)  # the fleet's use per host, with IRIS_CACHE_URL
+    if shared is not None:
+        if "hosts" in shared:
+            shared["spent_today_by_host"] = {
+                host: budgets.spent_by_host(sorted(names), host)
+                for host, names in shared["hosts"].items()
+            }
+        report["shared"] = shared
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -187,9 +187,8 @@ class SharedFigures:
                 row[what] = round(float(value), 8) if what == "cost_usd" else int(value)
             for name, epoch in self._last_used(host):
                 if name in used:
-                    used[name]["last_used"] = datetime.fromtimestamp(epoch, UTC).isoformat(
-                        "seconds"
-                    )
+                    when = datetime.fromtimestamp(epoch, UTC)
+                    used[name]["last_used"] = when.isoformat(timespec="seconds")
             report[host] = used
         return report
 

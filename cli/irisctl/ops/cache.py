@@ -14,8 +14,16 @@ def _admin(target: Target, action: str, **extravars: Any) -> dict[str, Any]:
 
 
 def cache_stats(target: Target) -> dict[str, Any]:
+    """Each host's own figures; with a shared cache store also ``fleet``: the store's figures
+    (every host's counts in it and their total), read once though every host reports them."""
     raw = _admin(target, "stats")
-    return {"hosts": [{"host": host, **report["result"]} for host, report in raw.items()]}
+    hosts = [{"host": host, **report["result"]} for host, report in raw.items()]
+    shared = [host.pop("shared") for host in hosts if "shared" in host]
+    if not shared:
+        return {"hosts": hosts}
+    # A host that could not reach the store says so; any host that could gives the figures.
+    fleet = next((s for s in shared if "error" not in s), shared[0])
+    return {"hosts": hosts, "fleet": fleet}
 
 
 def cache_inspect(

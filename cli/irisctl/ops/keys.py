@@ -184,6 +184,7 @@ def list_keys(target: Target) -> dict[str, Any]:
             raise IrisctlError(f"cannot read key use on {host}: {usage['error']}")
         usages.append(usage)
     scope = next((u.get("storage", "host") for u in usages), "host")
+    per_host, source = _use_by_host(reports)
     names = set(current["keys"]) | {name for u in usages for name in u.get("keys", {})}
     rows = []
     for name in sorted(names, key=lambda n: (n != DEFAULT_NAME, n)):
@@ -191,18 +192,22 @@ def list_keys(target: Target) -> dict[str, Any]:
         used = [u["keys"][name] for u in usages if name in u.get("keys", {})]
         if name != DEFAULT_NAME and not entry:
             continue  # a revoked key's counters stay on the hosts; it is no key any more
+        by_host = [{"host": host, **use[name]} for host, use in per_host.items() if name in use]
         rows.append(
             {
                 "name": name,
                 "created": entry.get("created"),
                 "rotated": entry.get("rotated"),
-                "last_used": max((u["last_used"] for u in used if u["last_used"]), default=None),
-                "requests": sum(int(u["requests"]) for u in used),
-                "model_calls": sum(int(u["model_calls"]) for u in used),
-                "cost_usd": round(sum(float(u["cost_usd"]) for u in used), 8),
+                "last_used": max(
+                    (u["last_used"] for u in by_host if u.get("last_used")), default=None
+                ),
+                "requests": sum(int(u["requests"]) for u in by_host),
+                "model_calls": sum(int(u["model_calls"]) for u in by_host),
+                "cost_usd": round(sum(float(u["cost_usd"]) for u in by_host), 8),
                 "rate_per_minute": entry.get("rate_per_minute"),
                 "spent_today_usd": round(_spent([u["spent_today_usd"] for u in used], scope), 8),
                 "daily_budget_usd": entry.get("daily_budget_usd"),
+                "by_host": by_host,
             }
         )
     spend = [u.get("global", {}) for u in usages]
@@ -218,4 +223,25 @@ def list_keys(target: Target) -> dict[str, Any]:
             "budget_resets_at": next((g.get("budget_resets_at") for g in spend), None),
         },
         "hosts": sorted(reports),
+        "by_host_from": source,
     }
+
+
+def _use_by_host(reports: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+    """Each host's use of each key: from the shared cache store when the hosts have one (one
+    truth for the fleet, hosts no longer in the inventory included), else each host's own."""
+    for report in reports.values():
+        shared = (report.get("usage") or {}).get("shared") or {}
+        if "hosts" in shared:
+            spent = shared.get("spent_today_by_host") or {}
+            return {
+                host: {
+                    name: {**use, "spent_today_usd": spent.get(host, {}).get(name)}
+                    for name, use in keys.items()
+                }
+                for host, keys in sorted(shared["hosts"].items())
+            }, "shared store"
+    return {
+        host: (report.get("usage") or {}).get("keys", {})
+        for host, report in sorted(reports.items())
+    }, "hosts"
