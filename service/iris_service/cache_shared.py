@@ -115,8 +115,11 @@ class StoreKeyLock:
             poll = min(poll * 2, POLL_MAX_S)
 
     def _acquire(self) -> bool:
+        client = self.tier.store.call(lambda client: client, None)
+        if client is None:
+            return False
         lock = Lock(
-            self.tier.store.client(),
+            client,
             LOCK_PREFIX + self.key,
             timeout=self.tier.lock_ttl_s,
             blocking=False,

@@ -73,6 +73,8 @@ class SharedStore:
         self._password_loader = password_loader
         self._client: redis.Redis | None = None
         self._secret_failed_at = float("-inf")
+        self._secret_error = ""
+        self._password_read_at = float("-inf")
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._error: str | None = None
@@ -89,14 +91,24 @@ class SharedStore:
         with self._lock:
             if self._client is None:
                 if time.monotonic() - self._secret_failed_at < SECRET_RETRY_S:
-                    raise SecretError("the store's password could not be read (retried later)")
+                    raise SecretError(f"{self._secret_error} (read again later)")
                 try:
                     password = self._password_loader(self.settings)
-                except SecretError:
+                except SecretError as error:
                     self._secret_failed_at = time.monotonic()
+                    self._secret_error = str(error)
                     raise
+                self._password_read_at = time.monotonic()
                 self._client = self._build(password)
         return self._client
+
+    def _forget_password(self) -> None:
+        """After a refused login: read the secret again (it may have been rotated), at most
+        every SECRET_RETRY_S (each read is a child process)."""
+        from_secret = not self.settings.cache_password and self.settings.cache_password_secret_id
+        if from_secret and time.monotonic() - self._password_read_at >= SECRET_RETRY_S:
+            with self._lock:
+                self._client = None
 
     def _build(self, password: str | None) -> redis.Redis:
         settings = self.settings
@@ -113,6 +125,13 @@ class SharedStore:
         if settings.cache_ca_file is not None:
             options["ssl_ca_certs"] = str(settings.cache_ca_file)
         return redis.Redis.from_url(settings.cache_url, **options)
+
+    def prepare(self) -> None:
+        """Read the password now (the app is being built), not in the first request."""
+        try:
+            self.client()
+        except SecretError as error:
+            self.failed(error)
 
     # --- guarded calls -----------------------------------------------------------------
 
@@ -185,6 +204,8 @@ class SharedStore:
                     self.client().ping()
                 except (RedisError, SecretError, OSError) as error:
                     self._error = _describe(error)
+                    if isinstance(error, AuthenticationError):
+                        self._forget_password()
                     delay = min(delay * 2, PROBE_MAX_S)
                     continue
                 self._recovered()
@@ -237,4 +258,5 @@ def shared_store(settings: Settings) -> SharedStore | None:
         store = _stores.get(ident)
         if store is None:
             store = _stores[ident] = SharedStore(settings)
+            store.prepare()
         return store

@@ -4,8 +4,11 @@ environment or from Secrets Manager (moto), read by the child-process reader."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -135,3 +138,60 @@ def test_the_service_reaches_the_store_with_the_password_from_the_secret(
     )
     assert store.call(lambda client: client.ping(), False) is True
     assert store.check()["ok"] is True
+
+
+def test_an_unreadable_password_secret_degrades_and_the_service_serves(
+    aws_env: str, settings: Settings, redis_server: RedisServer, standin: Any
+) -> None:
+    from iris_service.app import create_app
+    from service_helpers import analyze_body, sample_source
+
+    app = create_app(
+        host_settings(
+            settings,
+            redis_server,
+            "host-a",
+            cache_password=None,
+            cache_password_secret_id="iris/no-such-secret",
+        )
+    )
+    client = app.test_client()
+    answer = client.post("/api/iris/analyze", json=analyze_body(sample_source("nosecret")))
+    assert answer.status_code == 200
+    health = client.get("/api/iris/health")
+    assert health.status_code == 200 and health.json["status"] == "degraded"
+    assert "iris/no-such-secret" in health.json["checks"]["cache_store"]["error"]
+
+
+def test_a_store_that_never_answers_costs_one_timeout_then_nothing(
+    settings: Settings, standin: Any
+) -> None:
+    """A slow store (accepts, never answers) is skipped after IRIS_CACHE_TIMEOUT_S."""
+    from iris_service.app import create_app
+    from service_helpers import analyze_body, sample_source
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        client = create_app(
+            settings.with_changes(
+                cache_dir=settings.cache_dir / "slow",
+                host_name="host-slow",
+                cache_url=f"redis://iris@127.0.0.1:{port}/0",
+                cache_password="pw",
+                cache_timeout_s=0.2,
+            )
+        ).test_client()
+        started = time.monotonic()
+        first = client.post("/api/iris/analyze", json=analyze_body(sample_source("slow")))
+        first_s = time.monotonic() - started
+        assert first.status_code == 200 and first_s < 2.0
+        started = time.monotonic()
+        for _ in range(5):
+            answer = client.post("/api/iris/analyze", json=analyze_body(sample_source("slow")))
+            assert answer.status_code == 200 and answer.json["metadata"]["cache_hit"] == 1
+        assert time.monotonic() - started < 1.0  # no store call per request while it is down
+        health = client.get("/api/iris/health")
+        assert health.status_code == 200
+        assert "Timeout" in health.json["checks"]["cache_store"]["error"]
