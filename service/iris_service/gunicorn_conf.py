@@ -90,8 +90,9 @@ def on_reload(server):  # SIGHUP re-reads the config files: derive it again befo
 # CPython hands the GIL to another waiting thread every switch interval (5 ms by default), and
 # which waiter gets it is up to the OS: with a hundred threads wanting it in a burst's first
 # moments, a health check waited many of these turns. 1 ms turns cut that wait (measured, 256
-# analyses of a 2 s model served directly: health max 30-84 ms against 69-257 ms with 5 ms);
-# the switches cost nothing measurable on cache-hit throughput (bench/service_serving.py).
+# analyses of a 2 s model served directly: health max 30-84 ms against 69-257 ms with 5 ms).
+# On cache hits the extra switches were within the run-to-run noise (CPU per request within
+# 2-4 %, bench/service_serving.py's "worker start hook off" row).
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
