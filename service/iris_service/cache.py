@@ -1,4 +1,5 @@
-"""Two-tier analysis cache: an in-process LRU in front of a disk tier shared by all workers.
+"""The analysis cache: an in-process LRU in front of a disk tier shared by all workers (and,
+with ``IRIS_CACHE_URL``, the shared tier of ``cache_shared`` between them, see AnalysisCache).
 
 Kept hand-written rather than diskcache: entries stay one inspectable JSON file per SHA-256
 key (a corrupt one is a single miss, not a broken database), flock dies with its holder, and

@@ -8,7 +8,9 @@ one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` per request, atomic acros
 (WAL journal, no fsync per write: a power cut may lose the last counts, which limits can
 afford; writers take turns on an flock, see ``sqlite_files``).
 ``IRIS_RATE_LIMIT_STORAGE=redis://host:6379`` plugs in the library's own Redis storage
-unchanged, which shares the counts between hosts.
+unchanged, which shares the counts between hosts. With the shared cache store
+(``IRIS_CACHE_URL``) and no storage of its own, the counts live in that store, with this
+SQLite storage as the host's fallback while it is down (``store_limits``).
 
 Fixed window (one counter per key per minute) rather than a moving window: one write per
 request; a client can at most double its limit across a window boundary.

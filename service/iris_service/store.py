@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -120,7 +121,9 @@ class SharedStore:
             # One immediate retry on a broken connection (a pooled one the store closed when it
             # restarted); none on a timeout: a slow store is skipped, not waited for twice.
             "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-            "client_name": f"iris-{self.host}-{os.getpid()}",
+            # CLIENT SETNAME takes no spaces or odd characters: a name that failed would fail
+            # every connection.
+            "client_name": re.sub(r"[^A-Za-z0-9._-]", "-", f"iris-{self.host}-{os.getpid()}"),
         }
         if settings.cache_ca_file is not None:
             options["ssl_ca_certs"] = str(settings.cache_ca_file)
