@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -36,20 +37,49 @@ class RedisServer:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    tls: bool = False  # TLS only (rediss://), with a CA of its own: ``ca_file``
 
     @property
     def url(self) -> str:
-        return f"redis://iris@127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://iris@127.0.0.1:{self.port}/0"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "ca.pem"
 
     def client(self) -> redis.Redis:
+        tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(self.ca_file)} if self.tls else {}
         return redis.Redis(
-            host="127.0.0.1", port=self.port, username="iris", password=self.password
+            host="127.0.0.1", port=self.port, username="iris", password=self.password, **tls
+        )
+
+    def _certificates(self) -> str:
+        """A CA and a server certificate for 127.0.0.1 (openssl); the TLS config lines."""
+        d = self.workdir
+        if not self.ca_file.exists():
+
+            def openssl(*args: str) -> None:
+                subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+                    "-out", "ca.pem", "-days", "1", "-subj", "/CN=iris-test-ca")  # fmt: skip
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+                    "-out", "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
+            (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+            openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-out", "server.pem", "-days", "1",
+                    "-extfile", "san.ext")  # fmt: skip
+        return (
+            f"port 0\ntls-port {self.port}\ntls-cert-file {d / 'server.pem'}\n"
+            f"tls-key-file {d / 'server.key'}\ntls-ca-cert-file {d / 'ca.pem'}\n"
+            "tls-auth-clients no\n"
         )
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         config = self.workdir / "redis.conf"
+        listen = self._certificates() if self.tls else f"port {self.port}\n"
         config.write_text(
-            f'port {self.port}\nbind 127.0.0.1\nsave ""\nappendonly no\n'
+            f'{listen}bind 127.0.0.1\nsave ""\nappendonly no\n'
             f"dir {self.workdir}\nuser default off\n"
             f"user iris on >{self.password} ~* &* +@all\n"
         )
@@ -77,13 +107,13 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis(tmp_path: Path) -> Iterator[RedisServer]:
+def running_redis(tmp_path: Path, tls: bool = False) -> Iterator[RedisServer]:
     """A started server (the test modules' ``redis_server`` fixture); killed afterwards."""
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (make install adds it)")
-    workdir = tmp_path / "redis"
+    workdir = tmp_path / ("redis-tls" if tls else "redis")
     workdir.mkdir()
-    server = RedisServer(workdir).start()
+    server = RedisServer(workdir, tls=tls).start()
     try:
         yield server
     finally:

@@ -195,3 +195,25 @@ def test_a_store_that_never_answers_costs_one_timeout_then_nothing(
         health = client.get("/api/iris/health")
         assert health.status_code == 200
         assert "Timeout" in health.json["checks"]["cache_store"]["error"]
+
+
+def test_rediss_with_the_stores_ca_file_is_used_and_another_ca_is_refused(
+    settings: Settings, tmp_path: Path, standin: Any
+) -> None:
+    from iris_service.app import create_app
+    from service_helpers import analyze_body, sample_source
+
+    with running_redis(tmp_path, tls=True) as server:
+        good = host_settings(settings, server, "host-a", cache_ca_file=server.ca_file)
+        client = create_app(good).test_client()
+        answer = client.post("/api/iris/analyze", json=analyze_body(sample_source("tls")))
+        assert answer.status_code == 200
+        assert client.get("/api/iris/health").json["checks"]["cache_store"]["ok"] is True
+        assert len(server.client().keys("iris:entry:*")) == 1  # stored over TLS
+        # Any other CA (here: the system's) does not vouch for this server: degraded, served.
+        other = host_settings(settings, server, "host-b", cache_ca_file=None)
+        client_b = create_app(other).test_client()
+        again = client_b.post("/api/iris/analyze", json=analyze_body(sample_source("tls")))
+        assert again.status_code == 200
+        check = client_b.get("/api/iris/health").json["checks"]["cache_store"]
+        assert check["ok"] is False and "certificate" in check["error"].lower()
