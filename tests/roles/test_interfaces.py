@@ -35,6 +35,7 @@ INTERNAL_TASKS = {
     "aws_dashboard": set(),
     "host_metrics": set(),
     "cache_store": {"config", "hardening", "vars"},
+    "load_balancer": {"acme", "config", "hardening", "tls", "vars"},
 }
 
 
