@@ -382,3 +382,20 @@ def test_certificate_renews_through_haproxys_challenge_route(fleet: Fleet, lb) -
     hook = lb.file("/etc/letsencrypt/renewal-hooks/deploy/haproxy-certificate")
     assert hook.mode == 0o755
     assert lb.run_expect([0], str(hook.path)).stdout.strip() == "unchanged"
+
+
+def test_a_changed_setting_reloads_haproxy_without_restarting_it(fleet: Fleet, lb) -> None:
+    pid = lb.service("haproxy").systemd_properties["MainPID"]
+    errors = "/etc/haproxy/errors-json/503.http"
+    try:
+        changed = fleet.play("site.yml", limit="iris_balancer", load_balancer_retry_after_s=7)
+        assert changed.rc == 0, changed.explain()
+        assert "Retry-After: 7\r\n" in lb.file(errors).content_string
+        assert "RUNNING HANDLER [load_balancer : Reload HAProxy]" in changed.output
+        assert "RUNNING HANDLER [load_balancer : Restart HAProxy]" not in changed.output
+        assert lb.service("haproxy").systemd_properties["MainPID"] == pid  # the same master
+    finally:
+        restored = fleet.play("site.yml", limit="iris_balancer")
+    assert restored.rc == 0, restored.explain()
+    assert "Retry-After: 5\r\n" in lb.file(errors).content_string
+    assert https(fleet.balancer, "/api/iris/health", fleet.pebble_roots).status == 200
