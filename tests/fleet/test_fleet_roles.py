@@ -322,12 +322,13 @@ def test_haproxys_own_errors_are_json(fleet: Fleet, lb, all_members_enabled: Non
 def test_drain_waits_for_the_request_in_flight_then_enable_waits_for_health(
     fleet: Fleet, lb, all_members_enabled: None
 ) -> None:
-    answers: list[int] = []
-    slow = threading.Thread(
-        target=lambda: answers.append(
-            fleet.analyze(fleet.balancer, source(f"drain-{time.time()}", delay_s=4), 60)[0]
-        )
-    )
+    answers: list[tuple[int, float]] = []
+
+    def slow_request() -> None:
+        status, _ = fleet.analyze(fleet.balancer, source(f"drain-{time.time()}", delay_s=10), 60)
+        answers.append((status, time.monotonic()))
+
+    slow = threading.Thread(target=slow_request)
     slow.start()
     busy: list[str] = []
 
@@ -337,9 +338,15 @@ def test_drain_waits_for_the_request_in_flight_then_enable_waits_for_health(
 
     wait_until("the slow request reaches a server", found_busy)
     member = busy[0]
+    started = time.monotonic()
     drained = member_play(fleet, "drain", member)
+    ended = time.monotonic()
     assert drained.rc == 0, drained.explain()
-    assert not slow.is_alive() and answers == [200]  # drain returned only after it was answered
+    slow.join(timeout=60)
+    # answered (200, not cut off) while the drain was still waiting for it, well after it began
+    ((status, answered),) = answers
+    assert status == 200
+    assert started + 2 < answered < ended
     assert backend_rows(lb)[member]["status"] == "MAINT"
     enabled = member_play(fleet, "enable", member)
     assert enabled.rc == 0, enabled.explain()
