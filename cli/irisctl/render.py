@@ -425,3 +425,22 @@ def top_table(data: dict[str, Any]) -> Table:
     table.add_section()
     row(f"fleet ({fleet['hosts']})", fleet, ", ".join(fleet["releases"]) or "-", style="bold")
     return table
+
+
+def aws_endpoints(endpoints: dict[str, Any] | None) -> None:
+    """The fleet's outputs: where the public name must point, the certificate's validation
+    record until ACM has issued it, and the hosts' IRIS_CACHE_URL."""
+    if not endpoints:
+        return
+    if endpoints.get("record"):
+        plain(f"point the public name at the load balancer: {endpoints['record']}")
+    if not endpoints.get("https"):
+        status = endpoints.get("certificate_status") or "not requested yet"
+        plain(f"HTTPS waits for the certificate ({status}); ACM validates it through:")
+        for record in endpoints.get("certificate_validation_records") or []:
+            plain(f"  {record['name']} 300 IN {record['type']} {record['value']}")
+    if endpoints.get("cache_url"):
+        plain(
+            f"IRIS_CACHE_URL: {endpoints['cache_url']}"
+            f" (AUTH token in the secret {endpoints.get('cache_password_secret')})"
+        )

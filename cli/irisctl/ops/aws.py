@@ -24,8 +24,18 @@ from irisctl.runner import raise_for_result
 
 # The environment variable the secret's value is read from (aws_secret_value_env's default).
 SECRET_ENV = "OPENAI_API_KEY"
-# What `down` removes; `down --all` removes every resource.
-DOWN_KINDS = ("instance", "security-group")
+# What `down` removes (a fleet: its load balancer and cache too); `down --all` removes all.
+DOWN_KINDS = (
+    "instance",
+    "security-group",
+    "load-balancer",
+    "target-group",
+    "lb-security-group",
+    "cache-store",
+    "cache-security-group",
+    "cache-subnet-group",
+    "cache-url-parameter",
+)
 
 AskSecret = Callable[[str], str]
 Confirm = Callable[[list[dict[str, Any]]], None]
@@ -64,6 +74,7 @@ def run_aws(target: Target, action: str, *, check: bool = False) -> dict[str, An
         "deployment": report.get("deployment"),
         "region": report.get("region"),
         "account": report.get("account"),
+        "fleet": _as_bool(report.get("fleet")),
         "resources": resources,
         "changed": int(report.get("changed", 0)),
     }
@@ -94,6 +105,25 @@ def dns_status(report: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def fleet_endpoints(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The fleet's two outputs: the load balancer's name for the operator's DNS record (and the
+    certificate's validation record until ACM has issued it), and the hosts' IRIS_CACHE_URL."""
+    if not report.get("fleet"):
+        return None
+    balancer, certificate = resource(report, "load-balancer"), resource(report, "certificate")
+    store, url = resource(report, "cache-store"), resource(report, "cache-url-parameter")
+    return {
+        "load_balancer": balancer.get("dns_name") or None,
+        "record": balancer.get("record") or None,
+        "https": _as_bool(balancer.get("https")),
+        "certificate_status": certificate.get("state") or None,
+        "certificate_validation_records": certificate.get("validation_records") or [],
+        "cache_endpoint": store.get("endpoint") or None,
+        "cache_url": url.get("value") or None,
+        "cache_password_secret": resource(report, "cache-secret").get("name") or None,
+    }
+
+
 def plan(target: Target) -> dict[str, Any]:
     """What ``up`` would create or change; changes nothing."""
     report = run_aws(target, "up", check=True)
@@ -107,6 +137,7 @@ def status(target: Target) -> dict[str, Any]:
         "action": "status",
         **report,
         "dns": dns_status(report),
+        "endpoints": fleet_endpoints(report),
         "dashboard_url": dashboard.get("url") if dashboard.get("exists") else None,
     }
 
@@ -151,6 +182,7 @@ def up(
         "action": "up",
         **after,
         "dns": dns_status(after),
+        "endpoints": fleet_endpoints(after),
         "timings": {"resources_seconds": round(time.monotonic() - started, 1)},
     }
     if resources_only:

@@ -28,6 +28,7 @@ def command(opts: Options, as_json: bool) -> None:
         render.emit_json(data)
         return
     render.aws_resources_table(data, "status")
+    render.aws_endpoints(data.get("endpoints"))
     if data.get("dashboard_url"):
         render.plain(f"dashboard: {data['dashboard_url']}")
     dns = data.get("dns")

@@ -72,6 +72,7 @@ def command(
     dns = data.get("dns")
     if dns and not dns["managed_by_route53"] and not dns["points_at_elastic_ip"]:
         render.plain(f"set this record at the registrar: {dns['record']}")
+    render.aws_endpoints(data.get("endpoints"))
     count = data["changed"]
     render.plain(f"{count} change(s)" if count else "no change: everything was up to date")
     if not resources_only:

@@ -1,0 +1,1 @@
+../../aws_secret/library/aws_secret_info.py
