@@ -10,16 +10,20 @@ import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
 import testinfra
 import yaml
 from fleet_helpers import Fleet, source
-from host_helpers import PlaybookRun, https, run_playbook
+from host_helpers import PlaybookRun, https
 from irisctl.paths import project_root
 from irisctl.sandbox.hosts import Host
 from irisctl.sandbox.stack import AWS_REGION, MOTO_URL, STORE_PORT, STORE_SECRET_ID, STORE_USER
@@ -90,7 +94,7 @@ def backend_rows(lb) -> dict[str, dict[str, str]]:
     return {r["svname"]: r for r in rows if r["pxname"] == "iris" and r["svname"] != "BACKEND"}
 
 
-def member_play(fleet: Fleet, entry: str, member: str, **extra: object) -> PlaybookRun:
+def member_play(fleet: Fleet, entry: str, member: str, **extra: object) -> Played:
     """The role's entry point for ``member``, delegated to the balancer as the deploy play does."""
     play = [
         {
@@ -113,8 +117,21 @@ def member_play(fleet: Fleet, entry: str, member: str, **extra: object) -> Playb
     ]
     path = fleet.workdir / f"member-{entry}.yml"
     path.write_text(yaml.safe_dump(play, sort_keys=False))
-    relative = os.path.relpath(path, project_root() / "playbooks")
-    return run_playbook(relative, fleet.inventory, fleet.workdir / "logs")
+    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(fleet.inventory)]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    done = subprocess.run(
+        [*argv, str(path)], cwd=project_root(), env=env, capture_output=True, text=True, timeout=600
+    )
+    return Played(rc=done.returncode, output=done.stdout + done.stderr)
+
+
+@dataclass(frozen=True)
+class Played:
+    rc: int
+    output: str
+
+    def explain(self) -> str:
+        return self.output[-3000:]
 
 
 # ------------------------------------------------------------------------ fixtures ---
