@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from irisctl import render
 from irisctl.paths import project_root
 from irisctl.sandbox.aws_standin import deployment_inventory, moto_environment
@@ -509,3 +510,41 @@ def test_status_says_where_the_name_must_point_and_how_to_validate_the_certifica
         "IRIS_CACHE_URL: rediss://master.example:6379/0 (AUTH token in the secret"
         " iris-prod/cache-store-password)",
     ]
+
+
+def test_the_production_hosts_read_the_cache_url_only_with_the_fleet_on(
+    moto_url: str, tmp_path: Path
+) -> None:
+    """inventory/production's group_vars hand the service role what `aws up` keeps."""
+    production = project_root() / "inventory" / "production" / "group_vars" / "all" / "aws.yml"
+    (tmp_path / "group_vars" / "all").mkdir(parents=True)
+    (tmp_path / "group_vars" / "all" / "aws.yml").write_text(production.read_text())
+    (tmp_path / "hosts.ini").write_text(
+        f"[iris]\nh1 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    settings = yaml.safe_load(production.read_text())
+    url = "rediss://master.iris-prod-cache.example:6379/0"
+    client(moto_url, "ssm").put_parameter(
+        Name=settings["aws_cache_store_url_parameter"], Value=url, Type="String"
+    )
+    env = moto_environment(dict(os.environ), moto_url)
+
+    def shown(*extra: str) -> str:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible"), "-i", str(tmp_path / "hosts.ini")]
+            + ["all", "-m", "ansible.builtin.debug", *extra]
+            + ["-a", "msg={{ service_cache_url }}|{{ service_cache_password_secret_id }}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=project_root(),  # its ansible.cfg: the output's shape
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        (line,) = [ln for ln in done.stdout.splitlines() if "msg:" in ln]
+        return line.split("msg:", 1)[1].strip().strip("'")
+
+    assert settings["aws_deployment_fleet"] is False
+    assert shown() == "|"
+    secret = settings["aws_deployment_cache_secret_name"]
+    assert shown("-e", "aws_deployment_fleet=true") == f"{url}|{secret}"
