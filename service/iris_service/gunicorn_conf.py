@@ -12,14 +12,18 @@ the secret is read by a short-lived child process, iris_service/secrets.py).
 requests at once and answers the rest 503 with Retry-After, so 32 slots are always left for
 health checks. Health does not queue behind every analysis' CPU work either: each request
 holds the worker's cpu_gate slot while it runs Python code and gives it back while it waits
-on the model (iris_service/cpu_gate.py). Measured with bench/capacity_bench.py (256 analyses
-of a 2 s model through nginx on a sandbox host, 2 shared CPUs): all 256 answered within
-4.0 s, but health p99 was still 0.52 s and the peak RSS 260 MB (boto3 and the OpenAI SDK in
-each worker, ~0.3 MB per analysis in flight). boto3 has since left the workers: measured in
-one process, the app with the OpenAI SDK 62 MB, +18 MB with boto3's Secrets Manager client,
-so ~36 MB less for two workers (not yet re-measured on a host). gevent would need the OpenAI
-sockets monkey-patched and serializes CPU work in one loop just the same; threads need nothing
-special.
+on the model (iris_service/cpu_gate.py), and a worker starts all its threads and pays the
+OpenAI SDK's first-call costs before it accepts anything (post_worker_init below,
+iris_service/model_warmup.py). Measured with bench/capacity_bench.py (256 analyses of a 2 s
+model through nginx on a sandbox host, 2 CPUs shared with other load, machine load 8-11),
+the first burst after a restart and the next one: all 256 answered within 3.6 s both times;
+health p99 92 ms then 184 ms (with the worker start hook off in the same run: 756 ms then
+172 ms); peak RSS 249.5 MB then 264.3 MB. What grows between bursts is mostly per-thread
+state: every pool thread that has served a request holds its own SQLite connections
+(sqlite_files.ThreadConnections: +23 MB per process for 160 threads' connections, against
++2 MB for the threads alone, measured in one process).
+gevent would need the OpenAI sockets monkey-patched and serializes CPU work in one loop just
+the same; threads need nothing special.
 
 preload_app is off: measured, preloading saved no memory (peak RSS was higher: reference
 counting dirties the shared pages), and loading in each worker keeps the secret fetch, the
