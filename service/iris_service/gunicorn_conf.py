@@ -106,10 +106,12 @@ def _start_every_thread(worker) -> None:
     a burst after a (re)start otherwise creates 160 threads at once in each worker, each one
     bootstrapping under the GIL while the others want it, and a health check waited behind
     them (0.5-0.75 s in the first 256-analysis burst after a start, 30-70 ms in the next).
-    The price: cache hits are then spread over all the threads from the start, as they are
-    anyway after any burst; measured side by side, hits after a 300-connection burst are the
-    same with and without this (0.64x of the minimal app both), while a fresh pool that has
-    only started a few threads serves hits ~10 % faster (colder caches with more threads).
+    The price: idle threads take turns, so cache hits are spread over all of them from the
+    start, as they are anyway after any burst. Measured side by side, hits after a
+    300-connection burst are the same with and without this (0.64x of the minimal app both);
+    a fresh pool that has started only a few threads serves hits faster: 0.73x against 0.66x,
+    and in two bench/service_serving.py runs 0.96x against 0.60x and 0.65x against 0.46x (on a
+    machine shared with other load: run-to-run spread is large).
     """
     pool = getattr(worker, "tpool", None)  # gthread only: a sync worker has no threads
     if pool is None:
