@@ -35,18 +35,19 @@ lint: install
 	$(VENV)/bin/yamllint .
 	cd $(CURDIR) && $(VENV)/bin/ansible-lint --profile production roles playbooks
 
-# Two pytest runs side by side: the real-host stories (one sandbox at a time: the single-host
-# stories, then the fleet's) and everything else. The host run's output is shown after the
-# other's; either failing fails.
+# Three pytest runs side by side: the single-host stories (they bring up the sandbox), the
+# fleet stories (they join that sandbox with hosts of their own) and everything else. The
+# host runs' output is shown after the other's; any run failing fails.
 test: install lint
-	@hosts_log=$$(mktemp); \
-	( $(VENV)/bin/pytest tests/hosts; hosts_rc=$$?; \
-	  $(VENV)/bin/pytest tests/fleet && exit $$hosts_rc ) >$$hosts_log 2>&1 & hosts_pid=$$!; \
+	@hosts_log=$$(mktemp); fleet_log=$$(mktemp); \
+	$(VENV)/bin/pytest tests/hosts >$$hosts_log 2>&1 & hosts_pid=$$!; \
+	IRIS_FLEET_JOIN_SANDBOX=1 $(VENV)/bin/pytest tests/fleet >$$fleet_log 2>&1 & fleet_pid=$$!; \
 	$(VENV)/bin/pytest --ignore=tests/hosts --ignore=tests/fleet; local_rc=$$?; \
-	wait $$hosts_pid; hosts_rc=$$?; \
-	echo "=== tests/hosts, tests/fleet ==="; cat $$hosts_log; rm -f $$hosts_log; \
-	echo "tests/hosts + tests/fleet exit $$hosts_rc, the rest exit $$local_rc"; \
-	[ $$local_rc -eq 0 ] && [ $$hosts_rc -eq 0 ]
+	wait $$hosts_pid; hosts_rc=$$?; wait $$fleet_pid; fleet_rc=$$?; \
+	echo "=== tests/hosts ==="; cat $$hosts_log; echo "=== tests/fleet ==="; cat $$fleet_log; \
+	rm -f $$hosts_log $$fleet_log; \
+	echo "tests/hosts exit $$hosts_rc, tests/fleet exit $$fleet_rc, the rest exit $$local_rc"; \
+	[ $$local_rc -eq 0 ] && [ $$hosts_rc -eq 0 ] && [ $$fleet_rc -eq 0 ]
 
 sandbox: install
 	$(VENV)/bin/irisctl sandbox up

@@ -2,12 +2,15 @@
 (HAProxy), brought up once for the whole run and converged once with site.yml, after which each
 story works through the balancer. Skips with one line where hosts cannot run.
 
-Run on its own (``pytest tests/fleet``): the sandbox is one per machine, so this run and
-``tests/hosts`` take turns.
+On its own (``pytest tests/fleet``) it brings up a fleet sandbox and removes it afterwards. With
+``IRIS_FLEET_JOIN_SANDBOX=1`` (``make test``, beside ``pytest tests/hosts``) it joins the sandbox
+the single-host run brings up instead, with hosts and a model stand-in of its own, so both
+runs go side by side; the single-host run waits for it before it removes the sandbox.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -39,13 +42,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """The fleet, converged: site.yml on every host (app hosts on release V1)."""
-    if stack.sandbox_status() is not None:
+    joining = os.environ.get("IRIS_FLEET_JOIN_SANDBOX") == "1"
+    if not joining and stack.sandbox_status() is not None:
         pytest.skip("a sandbox is already up (another run owns it): `irisctl sandbox down` first")
     workdir = tmp_path_factory.mktemp("fleet")
     started = time.monotonic()
     releases = {v: build_release(workdir / f"release-{v}", v) for v in (V1, V2, BROKEN)}
     built = time.monotonic()
-    info = stack.sandbox_up(APP_HOSTS, inventory_path=stack.default_inventory(), fleet=True)
+    if joining:
+        info = stack.join_as_fleet(APP_HOSTS, workdir / "inventory" / "hosts.ini")
+    else:
+        info = stack.sandbox_up(APP_HOSTS, inventory_path=stack.default_inventory(), fleet=True)
     try:
         roots = workdir / "pebble-roots.pem"
         roots.write_text(hosts.pebble_roots())
@@ -62,4 +69,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
         print(f"\nfleet test timings (s): {timings}")
     finally:
-        stack.sandbox_down()
+        if joining:
+            stack.leave_fleet()
+        else:
+            stack.sandbox_down()

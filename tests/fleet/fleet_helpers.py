@@ -17,10 +17,8 @@ from host_helpers import API_KEY, Sandbox
 from irisctl.public import https_request
 from irisctl.sandbox import hosts
 from irisctl.sandbox.hosts import Host
-from irisctl.sandbox.stack import MODEL_PORT
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
-MODEL_URL = f"http://{hosts.BRIDGE_ADDRESS}:{MODEL_PORT}"
 
 
 def source(tag: str, delay_s: float = 0.0) -> str:
@@ -32,13 +30,6 @@ def source(tag: str, delay_s: float = 0.0) -> str:
 
 def analysis_body(text: str) -> bytes:
     return json.dumps({"filename": "f.py", "language": "python", "source_code": text}).encode()
-
-
-def model_calls() -> int:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{MODEL_URL}/_standin/stats", timeout=10) as answer:
-        return int(json.load(answer)["calls"])
 
 
 @dataclass
@@ -58,6 +49,14 @@ class Fleet(Sandbox):
     def balancer(self) -> Host:
         assert self.info.balancer is not None
         return self.info.balancer
+
+    def model_calls(self) -> int:
+        """Model calls the fleet's own model stand-in answered so far."""
+        import urllib.request
+
+        url = f"{self.info.model_url}/_standin/stats"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(json.load(answer)["calls"])
 
     def request(
         self, host: Host, method: str, path: str, body: bytes | None = None, timeout: float = 30

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fleet_helpers import Fleet, Traffic, model_calls, source
+from fleet_helpers import Fleet, Traffic, source
 from host_helpers import BROKEN, V1, V2
 
 OPERATOR_ENV = ("IRISCTL_INVENTORY", "IRISCTL_CONFIG", "IRISCTL_CA_BUNDLE", "IRISCTL_DEBUG")
@@ -28,6 +28,7 @@ def operator(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     env = {k: v for k, v in os.environ.items() if k not in OPERATOR_ENV}
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
     env.update(XDG_CACHE_HOME=str(home / ".cache"), IRISCTL_INVENTORY=str(fleet.inventory))
+    env.update(IRISCTL_CA_BUNDLE=str(fleet.pebble_roots))  # the fleet's certificates' root
     return env
 
 
@@ -54,16 +55,16 @@ def serving(fleet: Fleet) -> list[str]:
 def test_an_analysis_made_through_one_host_is_a_hit_through_the_other(fleet: Fleet) -> None:
     first, second = fleet.apps
     text = source("across-hosts")
-    before = model_calls()
+    before = fleet.model_calls()
     status, made = fleet.analyze(first, text)
     assert status == 200, made
     assert made["metadata"]["cache_hit"] == 0
-    assert model_calls() == before + 1
+    assert fleet.model_calls() == before + 1
     status, again = fleet.analyze(second, text)
     assert status == 200, again
     assert again["metadata"]["cache_hit"] == 1
     assert again["responsibility_blocks"] == made["responsibility_blocks"]
-    assert model_calls() == before + 1  # the second host asked nobody
+    assert fleet.model_calls() == before + 1  # the second host asked nobody
 
 
 def test_identical_requests_on_both_hosts_at_once_make_one_model_call(fleet: Fleet) -> None:
@@ -76,14 +77,14 @@ def test_identical_requests_on_both_hosts_at_once_make_one_model_call(fleet: Fle
         with lock:
             answers.append(answer)
 
-    before = model_calls()
+    before = fleet.model_calls()
     clients = [threading.Thread(target=ask, args=(i % 2,)) for i in range(6)]
     for client in clients:
         client.start()
     for client in clients:
         client.join(timeout=90)
     assert [status for status, _ in answers] == [200] * 6, answers
-    assert model_calls() == before + 1
+    assert fleet.model_calls() == before + 1
     blocks = {json.dumps(body["responsibility_blocks"], sort_keys=True) for _, body in answers}
     assert len(blocks) == 1
 

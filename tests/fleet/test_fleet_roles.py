@@ -158,10 +158,12 @@ def all_members_enabled(fleet: Fleet, lb) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- both roles ---
-def test_store_and_balancer_converge_again_changing_nothing(second_converge: PlaybookRun) -> None:
+def test_store_and_balancer_converge_again_changing_nothing(
+    fleet: Fleet, second_converge: PlaybookRun
+) -> None:
     assert second_converge.rc == 0, second_converge.explain()
     changed = {name: s["changed"] for name, s in second_converge.stats.items()}
-    assert set(changed) == {"iris-sandbox-store", "iris-sandbox-lb"}
+    assert set(changed) == {fleet.store.name, fleet.balancer.name}
     assert changed == dict.fromkeys(changed, 0), second_converge.explain()
 
 

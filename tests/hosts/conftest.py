@@ -54,6 +54,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
         print(f"\nhost test timings (s): {timings}")
     finally:
+        # the fleet stories may have joined this sandbox (make test runs them side by side)
+        staying = stack.wait_for_guests()
+        if staying:
+            print(f"\ntaking the sandbox down while {', '.join(staying)} still runs")
         stack.sandbox_down()
 
 

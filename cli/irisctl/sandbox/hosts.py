@@ -169,15 +169,19 @@ def write_inventory(
     *,
     groups: dict[str, list[Host]] | None = None,
     app_vars: dict[str, str] | None = None,
-    **group_vars: str,
+    app_host_vars: dict[str, str] | None = None,
+    all_vars: dict[str, str] | None = None,
 ) -> Path:
-    """An INI inventory: ``hosts`` in ``group`` (with ``app_vars``), any further ``groups``
-    (a fleet's store and balancer), and the connection settings every test host needs."""
+    """An INI inventory: ``hosts`` in ``group`` (with ``app_vars``, and ``app_host_vars`` on
+    each host's line, which outrank group_vars files), any further ``groups`` (a fleet's store
+    and balancer), and the connection settings every test host needs plus ``all_vars``."""
 
-    def members(name: str, hosts: list[Host]) -> list[str]:
-        return [f"[{name}]", *(f"{h.name} ansible_host={h.ip} iris_domain={h.fqdn}" for h in hosts)]
+    def members(name: str, hosts: list[Host], extra: str = "") -> list[str]:
+        lines = (f"{h.name} ansible_host={h.ip} iris_domain={h.fqdn}{extra}" for h in hosts)
+        return [f"[{name}]", *lines]
 
-    lines = members(group, hosts)
+    per_host = "".join(f" {key}={value}" for key, value in (app_host_vars or {}).items())
+    lines = members(group, hosts, per_host)
     if app_vars:
         lines += ["", f"[{group}:vars]", *(f"{key}={value}" for key, value in app_vars.items())]
     for name, extra in (groups or {}).items():
@@ -193,7 +197,7 @@ def write_inventory(
         "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
         " -o LogLevel=ERROR'",
     ]
-    lines += [f"{key}={value}" for key, value in group_vars.items()]
+    lines += [f"{key}={value}" for key, value in (all_vars or {}).items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

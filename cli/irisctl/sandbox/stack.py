@@ -41,6 +41,7 @@ BACKUP_ENVIRONMENT = {
     "AWS_ENDPOINT_URL": MOTO_URL,
     "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{MOTO_URL}/",
 }
+FLEET_MODEL_PORT = 14081
 FIRST_HOST_OCTET = 11
 HOST_PREFIX = "iris-sandbox"
 # A fleet (`sandbox up --hosts N`, N >= 2): the app hosts plus one shared cache store and one
@@ -169,7 +170,7 @@ def _start_moto(fleet: bool) -> dict[str, str | int]:
     if fleet:
         # The store's password exists only here: the store host gets its hash, app hosts read it
         # from Secrets Manager as they read the model key.
-        client.create_secret(Name=STORE_SECRET_ID, SecretString=secrets.token_urlsafe(32))
+        _create_store_secret()
     _create_backup_bucket()
     return record
 
@@ -327,14 +328,18 @@ def sandbox_up(
         _save_state(info, processes)
         with ThreadPoolExecutor(max_workers=len(info.machines)) as pool:
             list(pool.map(lambda h: hosts.up(h.name, h.ip), info.machines))
+        shared = {
+            "cache_backup_bucket": BACKUP_BUCKET,
+            "cache_backup_environment": json.dumps(BACKUP_ENVIRONMENT),
+        }
+        if fleet:
+            shared["iris_cache_store_secret_id"] = STORE_SECRET_ID
         hosts.write_inventory(
             inventory,
             wanted,
             groups=_fleet_groups(store, balancer),
             app_vars=_fleet_app_vars(store),
-            cache_backup_bucket=BACKUP_BUCKET,
-            cache_backup_environment=json.dumps(BACKUP_ENVIRONMENT),
-            **({"iris_cache_store_secret_id": STORE_SECRET_ID} if fleet else {}),
+            all_vars=shared,
         )
         _link_group_vars(inventory)
     except BaseException:
@@ -359,9 +364,144 @@ def _fleet_app_vars(store: Host | None) -> dict[str, str]:
     }
 
 
+# ------------------------------------------------------- a fleet in someone's sandbox ---
+# The single-host test stories and the fleet stories run side by side in one sandbox: the
+# single-host run owns it (bridge, pebble, moto, model stand-in, its hosts), the fleet run
+# joins it as a guest with hosts and a model stand-in of its own (so model-call counts stay
+# its own), and the owner waits for its guests to leave before it tears the sandbox down.
+GUESTS_DIR = hosts.STATE_DIR / "guests"
+FLEET_GUEST = "fleet"
+FLEET_APPS_OCTET = 41
+FLEET_STORE = Host(name="iris-fleet-store", ip="10.231.0.50")
+FLEET_BALANCER = Host(name="iris-fleet-lb", ip="10.231.0.51")
+
+
+def _guest_file(name: str) -> Path:
+    return GUESTS_DIR / f"{name}.json"
+
+
+def join_as_fleet(count: int, inventory: Path, wait_s: float = 900.0) -> SandboxInfo:
+    """Wait (bounded) for the sandbox another process brings up, then add ``count`` app hosts,
+    a store and a balancer of this fleet's own, with their own model stand-in; write their
+    inventory to ``inventory``. ``leave_fleet()`` takes them down again."""
+    deadline = time.monotonic() + wait_s
+    owner = sandbox_status()
+    while owner is None:
+        if time.monotonic() > deadline:
+            raise SandboxError(f"no sandbox came up within {wait_s:.0f} s to join")
+        time.sleep(1)
+        owner = sandbox_status()
+    apps = [
+        Host(name=f"iris-fleet-{i}", ip=f"10.231.0.{FLEET_APPS_OCTET + i - 1}")
+        for i in range(1, count + 1)
+    ]
+    record: dict[str, object] = {
+        "pid": os.getpid(),
+        "start": _start_time(os.getpid()) or "",
+        "hosts": [h.name for h in (*apps, FLEET_STORE, FLEET_BALANCER)],
+        "processes": {},
+    }
+    GUESTS_DIR.mkdir(parents=True, exist_ok=True)
+    _guest_file(FLEET_GUEST).write_text(json.dumps(record))
+    try:
+        standin = _spawn(
+            "fleet-model-standin",
+            [
+                sys.executable,
+                "-m",
+                "irisctl.sandbox.model_standin",
+                "--host",
+                BRIDGE_ADDRESS,
+                "--port",
+                str(FLEET_MODEL_PORT),
+            ],
+        )
+        record["processes"] = {"model-standin": standin}
+        _guest_file(FLEET_GUEST).write_text(json.dumps(record))
+        _wait_port(BRIDGE_ADDRESS, FLEET_MODEL_PORT, "fleet-model-standin", standin)
+        _create_store_secret()
+        machines = [*apps, FLEET_STORE, FLEET_BALANCER]
+        with ThreadPoolExecutor(max_workers=len(machines)) as pool:
+            list(pool.map(lambda h: hosts.up(h.name, h.ip), machines))
+        model_url = f"http://{BRIDGE_ADDRESS}:{FLEET_MODEL_PORT}"
+        hosts.write_inventory(
+            inventory,
+            apps,
+            groups=_fleet_groups(FLEET_STORE, FLEET_BALANCER),
+            app_vars=_fleet_app_vars(FLEET_STORE),
+            app_host_vars={"service_openai_base_url": f"{model_url}/v1"},
+            all_vars={
+                "cache_backup_bucket": BACKUP_BUCKET,
+                "cache_backup_environment": json.dumps(BACKUP_ENVIRONMENT),
+                "iris_cache_store_secret_id": STORE_SECRET_ID,
+            },
+        )
+        _link_group_vars(inventory)
+    except BaseException:
+        leave_fleet()
+        raise
+    return SandboxInfo(
+        hosts=apps,
+        inventory=inventory,
+        model_url=model_url,
+        secrets_endpoint=owner.secrets_endpoint,
+        store=FLEET_STORE,
+        balancer=FLEET_BALANCER,
+    )
+
+
+def _create_store_secret() -> None:
+    import boto3
+
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=MOTO_URL,
+        region_name=AWS_REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    with contextlib.suppress(client.exceptions.ResourceExistsException):
+        client.create_secret(Name=STORE_SECRET_ID, SecretString=secrets.token_urlsafe(32))
+
+
+def leave_fleet() -> None:
+    """Take a joined fleet's hosts and stand-in down. Idempotent."""
+    path = _guest_file(FLEET_GUEST)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    for process in (record.get("processes") or {}).values():
+        _stop(process)
+    running = {h.name for h in hosts.running()}
+    for name in record.get("hosts") or []:
+        if name in running:
+            with contextlib.suppress(SandboxError):
+                hosts.down(name)
+    path.unlink(missing_ok=True)
+
+
+def wait_for_guests(timeout_s: float = 1200.0) -> list[str]:
+    """Until every live guest has left (bounded); the guests still there when it gives up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        staying = []
+        for path in sorted(GUESTS_DIR.glob("*.json")) if GUESTS_DIR.is_dir() else []:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if _start_time(int(record["pid"])) == record.get("start"):
+                staying.append(path.stem)
+        if not staying or time.monotonic() > deadline:
+            return staying
+        time.sleep(1)
+
+
 def sandbox_down() -> None:
     """Stop the sandbox's hosts, stand-ins, pebble and bridge. Idempotent."""
     state = _load_state() or {}
+    leave_fleet()  # a guest still there when its owner goes (it died, or was waited for enough)
     for record in (state.get("processes") or {}).values():
         _stop(record)
     errors = []
