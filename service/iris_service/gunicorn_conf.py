@@ -16,9 +16,11 @@ on the model (iris_service/cpu_gate.py), and a worker starts all its threads and
 OpenAI SDK's first-call costs before it accepts anything (post_worker_init below,
 iris_service/model_warmup.py). Measured with bench/capacity_bench.py (256 analyses of a 2 s
 model through nginx on a sandbox host, 2 CPUs shared with other load, machine load 8-11),
-the first burst after a restart and the next one: all 256 answered within 3.6 s both times;
-health p99 92 ms then 184 ms (with the worker start hook off in the same run: 756 ms then
-172 ms); peak RSS 249.5 MB then 264.3 MB. What grows between bursts is mostly per-thread
+the first burst after a restart and the next one, in two runs: all 256 answered within
+3.6 s every time; health p99 92 ms then 184 ms, and 251 ms then 224 ms (with the worker start
+hook off in the same runs: 756 ms then 172 ms, and 396 ms then 60 ms): the first burst's
+worst waits are shorter, but p99 is still over 100 ms; peak RSS 249.5 MB then 264.3 MB, and
+249.4 MB then 264.8 MB. What grows between bursts is mostly per-thread
 state: every pool thread that has served a request holds its own SQLite connections
 (sqlite_files.ThreadConnections: +23 MB per process for 160 threads' connections, against
 +2 MB for the threads alone, measured in one process).
