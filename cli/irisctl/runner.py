@@ -269,7 +269,9 @@ def lock_refusal(reports: Mapping[str, Any]) -> DeployLockedError | None:
 
 def raise_for_result(result: PlayResult, limit: str | None = None) -> None:
     """Map a play outcome to the operator error it means (or return when all went well)."""
-    if result.no_hosts_matched or (result.rc == 0 and not result.hosts):
+    # A playbook of several plays (site.yml: store, app hosts, balancer) may have plays that
+    # match nobody (a single host has no store): only no host at all is the operator's error.
+    if not result.hosts and (result.no_hosts_matched or result.rc == 0):
         where = f"--limit {limit}" if limit else "the inventory's `iris` group"
         raise ConfigError(f"no host matched {where}")
     for failure in result.failures:

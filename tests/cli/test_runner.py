@@ -143,3 +143,17 @@ def test_failure_message_of_a_command_uses_its_stderr() -> None:
     )
     assert message == "non-zero return code 2: fatal: no such file"
     assert details == ["line one"]
+
+
+def test_a_play_matching_nobody_beside_one_that_ran_is_no_error() -> None:
+    """site.yml on a single host: its store and balancer plays match no host."""
+    from irisctl.errors import ConfigError
+    from irisctl.runner import HostStats, PlayResult, raise_for_result
+
+    ran = PlayResult("site", 0, "successful", 1.0, hosts={"web-1": HostStats(ok=3)})
+    ran.no_hosts_matched = True
+    raise_for_result(ran)
+    nobody = PlayResult("site", 0, "successful", 1.0)
+    nobody.no_hosts_matched = True
+    with pytest.raises(ConfigError, match="no host matched"):
+        raise_for_result(nobody)
