@@ -12,10 +12,8 @@ import inspect
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,6 @@ REGION = "us-east-2"
 DEPLOYMENT = "iris-mon"
 EMAIL = "ops@iris-mon.example"
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
-READY_TIMEOUT_S = 30
 ALARMS = {
     "system-status",
     "instance-status",
@@ -56,51 +53,14 @@ MISSING_DATA = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _moto(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def moto_with_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def moto_with_iam(tmp_path_factory: pytest.TempPathFactory, moto_starter: Any) -> Iterator[str]:
     """A moto that checks IAM after its first three calls (which make the operator's user)."""
-    yield from _moto(tmp_path_factory, INITIAL_NO_AUTH_ACTION_COUNT=str(len(OPERATOR_SETUP)))
+    yield from moto_starter(tmp_path_factory, INITIAL_NO_AUTH_ACTION_COUNT=str(len(OPERATOR_SETUP)))
 
 
 # The three unchecked calls moto_with_iam allows: the user, its policy, its access key.
 OPERATOR_SETUP = ("create_user", "put_user_policy", "create_access_key")
-
-
-def _moto(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, "moto exited at start"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"moto not listening on {port}"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture(scope="module")

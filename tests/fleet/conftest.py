@@ -21,22 +21,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "hosts"))  # host_helpers
 
 from fleet_helpers import Fleet  # noqa: E402
-from host_helpers import BROKEN, V1, V2, build_release  # noqa: E402
+from host_helpers import BROKEN, V1, V2, build_release, mark_host_tests  # noqa: E402
 from irisctl.sandbox import hosts, stack  # noqa: E402
 
 APP_HOSTS = 2
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    mine = [item for item in items if here in Path(item.fspath).parents]
-    for item in mine:
-        item.add_marker(pytest.mark.hosts)
-    reason = hosts.unavailable_reason()
-    if reason and mine:
-        mine[0].add_marker(pytest.mark.skip(reason=f"real test hosts unavailable: {reason}"))
-        config.hook.pytest_deselected(items=mine[1:])
-        items[:] = [item for item in items if item not in mine[1:]]
+    mark_host_tests(config, items, Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")

@@ -13,21 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_helpers import BREAKAGES, HOST_COUNT, V1, V2, Sandbox, build_release
+from host_helpers import BREAKAGES, HOST_COUNT, V1, V2, Sandbox, build_release, mark_host_tests
 from irisctl.sandbox import hosts, stack
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    mine = [item for item in items if here in Path(item.fspath).parents]
-    for item in mine:
-        item.add_marker(pytest.mark.hosts)
-    reason = hosts.unavailable_reason()
-    if reason and mine:
-        # One clear line for the whole directory instead of one skip per test.
-        mine[0].add_marker(pytest.mark.skip(reason=f"real test hosts unavailable: {reason}"))
-        config.hook.pytest_deselected(items=mine[1:])
-        items[:] = [item for item in items if item not in mine[1:]]
+    mark_host_tests(config, items, Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from irisctl.build import Wheelhouse, build_wheelhouse
 from irisctl.paths import project_root
 from irisctl.sandbox.broken_releases import build_broken_release
@@ -181,6 +182,22 @@ def served_certificate(host: Host, cafile: Path) -> dict:
         context.wrap_socket(raw, server_hostname=host.fqdn) as tls,
     ):
         return tls.getpeercert()
+
+
+# --------------------------------------------------------------------- collection ---
+def mark_host_tests(config: pytest.Config, items: list[pytest.Item], here: Path) -> None:
+    """Mark the tests under ``here`` as host tests; where hosts cannot run, one skip line for
+    the whole directory instead of one per test."""
+    from irisctl.sandbox import hosts
+
+    mine = [item for item in items if here in Path(item.fspath).parents]
+    for item in mine:
+        item.add_marker(pytest.mark.hosts)
+    reason = hosts.unavailable_reason()
+    if reason and mine:
+        mine[0].add_marker(pytest.mark.skip(reason=f"real test hosts unavailable: {reason}"))
+        config.hook.pytest_deselected(items=mine[1:])
+        items[:] = [item for item in items if item not in mine[1:]]
 
 
 # ------------------------------------------------------------------------ releases ---

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from irisctl.inventory import sandbox_inventory
 from irisctl.paths import project_root
@@ -149,6 +150,19 @@ def _wait_port(host: str, port: int, name: str, record: dict[str, str | int]) ->
     raise SandboxError(f"{name} not listening on {host}:{port} after {READY_TIMEOUT_S:.0f}s")
 
 
+def _moto_client(service: Any) -> Any:  # Any: one function for boto3's per-service clients
+    """A boto3 client of the sandbox's moto (which accepts any credentials)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=MOTO_URL,
+        region_name=AWS_REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+
+
 def _start_moto(fleet: bool) -> dict[str, str | int]:
     record = _spawn(
         "moto",
@@ -157,15 +171,7 @@ def _start_moto(fleet: bool) -> dict[str, str | int]:
         env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
     )
     _wait_port(BRIDGE_ADDRESS, MOTO_PORT, "moto", record)
-    import boto3
-
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=f"http://{BRIDGE_ADDRESS}:{MOTO_PORT}",
-        region_name=AWS_REGION,
-        aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox",
-    )
+    client = _moto_client("secretsmanager")
     client.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)
     if fleet:
         # The store's password exists only here: the store host gets its hash, app hosts read it
@@ -177,15 +183,7 @@ def _start_moto(fleet: bool) -> dict[str, str | int]:
 
 def _create_backup_bucket() -> None:
     """As the AWS playbook makes it: versioned, encrypted by default, no public access."""
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=MOTO_URL,
-        region_name=AWS_REGION,
-        aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox",
-    )
+    s3 = _moto_client("s3")
     s3.create_bucket(
         Bucket=BACKUP_BUCKET, CreateBucketConfiguration={"LocationConstraint": AWS_REGION}
     )
@@ -451,15 +449,7 @@ def join_as_fleet(count: int, inventory: Path, wait_s: float = 900.0) -> Sandbox
 
 
 def _create_store_secret() -> None:
-    import boto3
-
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=MOTO_URL,
-        region_name=AWS_REGION,
-        aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox",
-    )
+    client = _moto_client("secretsmanager")
     with contextlib.suppress(client.exceptions.ResourceExistsException):
         client.create_secret(Name=STORE_SECRET_ID, SecretString=secrets.token_urlsafe(32))
 
