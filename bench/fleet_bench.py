@@ -4,8 +4,8 @@
 
 Brings up `irisctl sandbox up --hosts 2` (two app hosts, a Redis cache store, an HAProxy load
 balancer), `irisctl provision`s release A, then measures in one run:
-  1. cache-hit req/s through the balancer with both app hosts in its pool vs one (the other set
-     to maint with the load_balancer role's own drain entry point), alternating 2/1 for
+  1. cache-hit req/s through the balancer with both app hosts in its pool vs one (the other
+     drained to maint with the load_balancer role's own drain entry point), alternating 2/1 for
      --rounds rounds: wrk, POST /api/iris/analyze of one cached source, TLS, --connections.
   2. rolling deploy time: `irisctl deploy --from B` across both hosts, then `irisctl --limit
      <first> deploy --from C` on one host of the same fleet (each drains and re-enables).
@@ -35,7 +35,7 @@ from irisctl.public import https_request  # noqa: E402
 from irisctl.sandbox import hosts, stack  # noqa: E402
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
-ANSIBLE = str(Path(sys.executable).parent / "ansible")
+PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 API_KEY = "sandbox-key"
 SOURCE = {
     "filename": "bench.py",
@@ -52,24 +52,31 @@ def run(argv: list[str], env: dict[str, str]) -> float:
     return time.monotonic() - started
 
 
-def member(env: dict[str, str], host: str, entry: str) -> None:
-    """The load_balancer role's drain/enable entry point for ``host``, as a deploy runs it."""
-    run(
-        [
-            ANSIBLE,
-            "-i",
-            str(sandbox_inventory()),
-            "iris_balancer",
-            "-b",
-            "-m",
-            "ansible.builtin.include_role",
-            "-a",
-            f"name=load_balancer tasks_from={entry}",
-            "-e",
-            f"load_balancer_member={host}",
-        ],
-        env,
-    )
+def member(env: dict[str, str], work: Path, host: str, entry: str) -> None:
+    """The load_balancer role's drain/enable entry point for ``host``, delegated to the
+    balancer as a deploy runs it."""
+    play = [
+        {
+            "name": f"Load balancer {entry}",
+            "hosts": host,
+            "gather_facts": False,
+            "become": True,
+            "tasks": [
+                {
+                    "name": f"Run load_balancer {entry}",
+                    "ansible.builtin.include_role": {
+                        "name": "load_balancer",
+                        "tasks_from": entry,
+                        "apply": {"delegate_to": "{{ groups['iris_balancer'][0] }}"},
+                    },
+                    "vars": {"load_balancer_member": "{{ inventory_hostname }}"},
+                }
+            ],
+        }
+    ]
+    path = work / f"member-{entry}.yml"
+    path.write_text(json.dumps(play))  # JSON is YAML
+    run([PLAYBOOK, "-i", str(sandbox_inventory()), str(path)], env)
 
 
 def hits(balancer: hosts.Host, seconds: int, connections: int) -> float:
@@ -137,9 +144,9 @@ def main() -> int:
         two, one = [], []
         for _ in range(args.rounds):
             two.append(hits(info.balancer, args.seconds, args.connections))
-            member(env, second, "drain")
+            member(env, work, second, "drain")
             one.append(hits(info.balancer, args.seconds, args.connections))
-            member(env, second, "enable")
+            member(env, work, second, "enable")
         rows.append(
             (
                 "cache hits through the balancer, 2 app hosts (req/s, median)",
