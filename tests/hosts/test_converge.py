@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import testinfra
@@ -167,3 +168,9 @@ def test_deploy_hook_reloads_nginx(host) -> None:
     hook = machine.file("/etc/letsencrypt/renewal-hooks/deploy/reload-nginx")
     assert hook.mode == 0o755
     assert machine.run(hook.path).rc == 0
+    # Leave the host as the next story expects it: the reload finished, no old worker left that
+    # could still accept a connection and then close it (curl: "HTTP2 framing layer").
+    deadline = time.monotonic() + 30
+    while machine.run("pgrep -f 'nginx: worker process is shutting down'").rc == 0:
+        assert time.monotonic() < deadline, "nginx's old workers still shutting down after 30 s"
+        time.sleep(0.2)
