@@ -68,10 +68,6 @@ class SandboxInfo:
     balancer: Host | None = None
 
     @property
-    def fleet(self) -> bool:
-        return self.balancer is not None
-
-    @property
     def machines(self) -> list[Host]:
         """Every sandbox host: the app hosts, then the store and the balancer of a fleet."""
         return [*self.hosts, *(h for h in (self.store, self.balancer) if h is not None)]
@@ -205,11 +201,13 @@ def _create_backup_bucket() -> None:
     )
 
 
-def _start_model_standin() -> dict[str, str | int] | None:
+def _start_model_standin(
+    name: str = "model-standin", port: int = MODEL_PORT
+) -> dict[str, str | int] | None:
     if importlib.util.find_spec("irisctl.sandbox.model_standin") is None:
         return None
     record = _spawn(
-        "model-standin",
+        name,
         [
             sys.executable,
             "-m",
@@ -217,10 +215,14 @@ def _start_model_standin() -> dict[str, str | int] | None:
             "--host",
             BRIDGE_ADDRESS,
             "--port",
-            str(MODEL_PORT),
+            str(port),
         ],
     )
-    _wait_port(BRIDGE_ADDRESS, MODEL_PORT, "model-standin", record)
+    try:
+        _wait_port(BRIDGE_ADDRESS, port, name, record)
+    except SandboxError:
+        _stop(record)  # not recorded anywhere yet: nobody else would stop it
+        raise
     return record
 
 
@@ -257,14 +259,9 @@ def sandbox_status() -> SandboxInfo | None:
         return None
     running = {h.name for h in hosts.running()}
     sandbox = [Host(**h) for h in state["hosts"]]
-    store = Host(**state["store"]) if state.get("store") else None
-    balancer = Host(**state["balancer"]) if state.get("balancer") else None
-    every = [*sandbox, *(h for h in (store, balancer) if h is not None)]
-    if not sandbox or not all(h.name in running for h in every):
-        return None
-    return SandboxInfo(
-        store=store,
-        balancer=balancer,
+    info = SandboxInfo(
+        store=Host(**state["store"]) if state.get("store") else None,
+        balancer=Host(**state["balancer"]) if state.get("balancer") else None,
         hosts=sandbox,
         inventory=Path(state["inventory"]),
         model_url=state["model_url"],
@@ -273,6 +270,9 @@ def sandbox_status() -> SandboxInfo | None:
         ssh_key=Path(state.get("ssh_key", hosts.key_path())),
         notes=list(state.get("notes", [])),
     )
+    if not sandbox or not all(h.name in running for h in info.machines):
+        return None
+    return info
 
 
 def sandbox_up(
@@ -324,42 +324,45 @@ def sandbox_up(
             balancer=balancer,
         )
         _save_state(info, processes)
-        with ThreadPoolExecutor(max_workers=len(info.machines)) as pool:
-            list(pool.map(lambda h: hosts.up(h.name, h.ip), info.machines))
-        shared = {
-            "cache_backup_bucket": BACKUP_BUCKET,
-            "cache_backup_environment": json.dumps(BACKUP_ENVIRONMENT),
-        }
-        if fleet:
-            shared["iris_cache_store_secret_id"] = STORE_SECRET_ID
-        hosts.write_inventory(
-            inventory,
-            wanted,
-            groups=_fleet_groups(store, balancer),
-            app_vars=_fleet_app_vars(store),
-            all_vars=shared,
-        )
-        _link_group_vars(inventory)
+        _boot(info.machines)
+        _write_inventory(info)
     except BaseException:
         sandbox_down()
         raise
     return info
 
 
-def _fleet_groups(store: Host | None, balancer: Host | None) -> dict[str, list[Host]]:
-    groups = {"iris_cache_store": [store], "iris_balancer": [balancer]}
-    return {name: [h for h in members if h is not None] for name, members in groups.items()}
+def _boot(machines: list[Host]) -> None:
+    with ThreadPoolExecutor(max_workers=len(machines)) as pool:
+        list(pool.map(lambda h: hosts.up(h.name, h.ip), machines))
 
 
-def _fleet_app_vars(store: Host | None) -> dict[str, str]:
-    """The app hosts' settings for the shared cache tier: the URL names the user, never the
-    password, which they read from Secrets Manager."""
-    if store is None:
-        return {}
-    return {
-        "service_cache_url": f"redis://{STORE_USER}@{store.ip}:{STORE_PORT}/0",
-        "service_cache_password_secret_id": STORE_SECRET_ID,
+def _write_inventory(info: SandboxInfo, app_host_vars: dict[str, str] | None = None) -> None:
+    """``info``'s inventory: its app hosts in ``iris``; for a fleet also the store and balancer
+    groups and the app hosts' shared-tier settings (the URL names the user, never the password,
+    which they read from Secrets Manager)."""
+    all_vars = {
+        "cache_backup_bucket": BACKUP_BUCKET,
+        "cache_backup_environment": json.dumps(BACKUP_ENVIRONMENT),
     }
+    groups = {}
+    app_vars = {}
+    if info.store is not None:
+        all_vars["iris_cache_store_secret_id"] = STORE_SECRET_ID
+        groups["iris_cache_store"] = [info.store]
+        app_vars["service_cache_url"] = f"redis://{STORE_USER}@{info.store.ip}:{STORE_PORT}/0"
+        app_vars["service_cache_password_secret_id"] = STORE_SECRET_ID
+    if info.balancer is not None:
+        groups["iris_balancer"] = [info.balancer]
+    hosts.write_inventory(
+        info.inventory,
+        info.hosts,
+        groups=groups,
+        app_vars=app_vars,
+        app_host_vars=app_host_vars,
+        all_vars=all_vars,
+    )
+    _link_group_vars(info.inventory)
 
 
 # ------------------------------------------------------- a fleet in someone's sandbox ---
@@ -393,59 +396,35 @@ def join_as_fleet(count: int, inventory: Path, wait_s: float = 900.0) -> Sandbox
         Host(name=f"iris-fleet-{i}", ip=f"10.231.0.{FLEET_APPS_OCTET + i - 1}")
         for i in range(1, count + 1)
     ]
+    info = SandboxInfo(
+        hosts=apps,
+        inventory=inventory,
+        model_url=f"http://{BRIDGE_ADDRESS}:{FLEET_MODEL_PORT}",
+        secrets_endpoint=owner.secrets_endpoint,
+        store=FLEET_STORE,
+        balancer=FLEET_BALANCER,
+    )
     record: dict[str, object] = {
         "pid": os.getpid(),
         "start": _start_time(os.getpid()) or "",
-        "hosts": [h.name for h in (*apps, FLEET_STORE, FLEET_BALANCER)],
+        "hosts": [h.name for h in info.machines],
         "processes": {},
     }
     GUESTS_DIR.mkdir(parents=True, exist_ok=True)
     _guest_file(FLEET_GUEST).write_text(json.dumps(record))
     try:
-        standin = _spawn(
-            "fleet-model-standin",
-            [
-                sys.executable,
-                "-m",
-                "irisctl.sandbox.model_standin",
-                "--host",
-                BRIDGE_ADDRESS,
-                "--port",
-                str(FLEET_MODEL_PORT),
-            ],
-        )
+        standin = _start_model_standin("fleet-model-standin", FLEET_MODEL_PORT)
+        if standin is None:
+            raise SandboxError("irisctl.sandbox.model_standin is not importable: no model stand-in")
         record["processes"] = {"model-standin": standin}
         _guest_file(FLEET_GUEST).write_text(json.dumps(record))
-        _wait_port(BRIDGE_ADDRESS, FLEET_MODEL_PORT, "fleet-model-standin", standin)
         _create_store_secret()
-        machines = [*apps, FLEET_STORE, FLEET_BALANCER]
-        with ThreadPoolExecutor(max_workers=len(machines)) as pool:
-            list(pool.map(lambda h: hosts.up(h.name, h.ip), machines))
-        model_url = f"http://{BRIDGE_ADDRESS}:{FLEET_MODEL_PORT}"
-        hosts.write_inventory(
-            inventory,
-            apps,
-            groups=_fleet_groups(FLEET_STORE, FLEET_BALANCER),
-            app_vars=_fleet_app_vars(FLEET_STORE),
-            app_host_vars={"service_openai_base_url": f"{model_url}/v1"},
-            all_vars={
-                "cache_backup_bucket": BACKUP_BUCKET,
-                "cache_backup_environment": json.dumps(BACKUP_ENVIRONMENT),
-                "iris_cache_store_secret_id": STORE_SECRET_ID,
-            },
-        )
-        _link_group_vars(inventory)
+        _boot(info.machines)
+        _write_inventory(info, app_host_vars={"service_openai_base_url": info.model_base_url})
     except BaseException:
         leave_fleet()
         raise
-    return SandboxInfo(
-        hosts=apps,
-        inventory=inventory,
-        model_url=model_url,
-        secrets_endpoint=owner.secrets_endpoint,
-        store=FLEET_STORE,
-        balancer=FLEET_BALANCER,
-    )
+    return info
 
 
 def _create_store_secret() -> None:
