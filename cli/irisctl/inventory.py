@@ -85,6 +85,18 @@ def resolve_inventory(option: str | None) -> ResolvedInventory:
     return ResolvedInventory(candidate.resolve(), source)
 
 
+def load_inventory(inventory: Path) -> tuple[Any, Any]:
+    """Ansible's loader and inventory manager for ``inventory``, in-process, reading group_vars
+    as the plays do."""
+    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    loader = DataLoader()
+    loader.set_basedir(str(playbooks_dir()))  # playbook group_vars, as for the plays (not cwd's)
+    return loader, InventoryManager(loader=loader, sources=[str(inventory)])
+
+
 def iris_hosts(
     inventory: Path, limit: str | None, defaults_files: Sequence[Path] = ()
 ) -> Iterator[tuple[str, dict[str, Any], Any]]:
@@ -93,15 +105,10 @@ def iris_hosts(
     In-process (no ansible-playbook child to clean up). ``defaults_files`` (role defaults)
     come first; then, with a play's precedence, ``playbooks/group_vars`` and the inventory.
     """
-    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
     from ansible.vars.manager import VariableManager
 
-    loader = DataLoader()
-    loader.set_basedir(str(playbooks_dir()))  # playbook group_vars, as for the plays (not cwd's)
-    manager = InventoryManager(loader=loader, sources=[str(inventory)])
+    loader, manager = load_inventory(inventory)
     if limit:
         manager.subset(limit)
     hosts = manager.get_hosts("iris")

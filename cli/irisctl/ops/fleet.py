@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from irisctl.paths import playbooks_dir, project_root
+from irisctl.inventory import load_inventory
 
 BALANCER_GROUP = "iris_balancer"
 
@@ -35,14 +34,9 @@ def version_drift(versions: Mapping[str, str | None]) -> dict[str, Any]:
 
 def balancer(inventory: Path) -> Balancer | None:
     """The inventory's load balancer (first host of ``iris_balancer``), or None."""
-    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
 
-    loader = DataLoader()
-    loader.set_basedir(str(playbooks_dir()))
-    manager = InventoryManager(loader=loader, sources=[str(inventory)])
+    loader, manager = load_inventory(inventory)
     group = manager.groups.get(BALANCER_GROUP)
     members = group.get_hosts() if group else []
     if not members:
