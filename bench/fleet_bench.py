@@ -33,6 +33,7 @@ from irisctl.build import build_wheelhouse  # noqa: E402
 from irisctl.inventory import sandbox_inventory  # noqa: E402
 from irisctl.public import https_request  # noqa: E402
 from irisctl.sandbox import hosts, stack  # noqa: E402
+from irisctl.sandbox.balancer_member import member_play  # noqa: E402
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -55,25 +56,7 @@ def run(argv: list[str], env: dict[str, str]) -> float:
 def member(env: dict[str, str], work: Path, host: str, entry: str) -> None:
     """The load_balancer role's drain/enable entry point for ``host``, delegated to the
     balancer as a deploy runs it."""
-    play = [
-        {
-            "name": f"Load balancer {entry}",
-            "hosts": host,
-            "gather_facts": False,
-            "become": True,
-            "tasks": [
-                {
-                    "name": f"Run load_balancer {entry}",
-                    "ansible.builtin.include_role": {
-                        "name": "load_balancer",
-                        "tasks_from": entry,
-                        "apply": {"delegate_to": "{{ groups['iris_balancer'][0] }}"},
-                    },
-                    "vars": {"load_balancer_member": "{{ inventory_hostname }}"},
-                }
-            ],
-        }
-    ]
+    play = member_play(entry, host)
     path = work / f"member-{entry}.yml"
     path.write_text(json.dumps(play))  # JSON is YAML
     run([PLAYBOOK, "-i", str(sandbox_inventory()), str(path)], env)

@@ -25,6 +25,7 @@ import yaml
 from fleet_helpers import Fleet, source
 from host_helpers import PlaybookRun, https
 from irisctl.paths import project_root
+from irisctl.sandbox.balancer_member import member_play
 from irisctl.sandbox.hosts import Host
 from irisctl.sandbox.stack import AWS_REGION, MOTO_URL, STORE_PORT, STORE_SECRET_ID, STORE_USER
 
@@ -94,27 +95,9 @@ def backend_rows(lb) -> dict[str, dict[str, str]]:
     return {r["svname"]: r for r in rows if r["pxname"] == "iris" and r["svname"] != "BACKEND"}
 
 
-def member_play(fleet: Fleet, entry: str, member: str, **extra: object) -> Played:
+def run_member_play(fleet: Fleet, entry: str, member: str, **extra: object) -> Played:
     """The role's entry point for ``member``, delegated to the balancer as the deploy play does."""
-    play = [
-        {
-            "name": f"Load balancer {entry}",
-            "hosts": member,
-            "gather_facts": False,
-            "become": True,
-            "tasks": [
-                {
-                    "name": f"Run load_balancer {entry}",
-                    "ansible.builtin.include_role": {
-                        "name": "load_balancer",
-                        "tasks_from": entry,
-                        "apply": {"delegate_to": "{{ groups['iris_balancer'][0] }}"},
-                    },
-                    "vars": {"load_balancer_member": "{{ inventory_hostname }}", **extra},
-                }
-            ],
-        }
-    ]
+    play = member_play(entry, member, **extra)
     path = fleet.workdir / f"member-{entry}.yml"
     path.write_text(yaml.safe_dump(play, sort_keys=False))
     argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(fleet.inventory)]
@@ -349,7 +332,7 @@ def test_drain_waits_for_the_request_in_flight_then_enable_waits_for_health(
     wait_until("the slow request reaches a server", found_busy)
     member = busy[0]
     started = time.monotonic()
-    drained = member_play(fleet, "drain", member)
+    drained = run_member_play(fleet, "drain", member)
     ended = time.monotonic()
     assert drained.rc == 0, drained.explain()
     slow.join(timeout=60)
@@ -358,7 +341,7 @@ def test_drain_waits_for_the_request_in_flight_then_enable_waits_for_health(
     assert status == 200
     assert started + 2 < answered < ended
     assert backend_rows(lb)[member]["status"] == "MAINT"
-    enabled = member_play(fleet, "enable", member)
+    enabled = run_member_play(fleet, "enable", member)
     assert enabled.rc == 0, enabled.explain()
     row = backend_rows(lb)[member]
     assert (row["status"], row["check_status"]) == ("UP", "L7OK")
@@ -369,22 +352,22 @@ def test_enable_fails_clearly_and_sends_nothing_while_the_member_is_unhealthy(
 ) -> None:
     member = fleet.apps[-1]
     app = machine(fleet, member)
-    assert member_play(fleet, "drain", member.name).rc == 0
+    assert run_member_play(fleet, "drain", member.name).rc == 0
     app.run_expect([0], "systemctl stop nginx")
     try:
-        failed = member_play(fleet, "enable", member.name, load_balancer_enable_timeout_s=5)
+        failed = run_member_play(fleet, "enable", member.name, load_balancer_enable_timeout_s=5)
         assert failed.rc != 0
         assert f"enable iris/{member.name} failed: not up after about 5 s" in failed.output
         assert backend_rows(lb)[member.name]["status"].startswith("DOWN")
         assert https(fleet.balancer, "/api/iris/health", fleet.pebble_roots).status == 200
     finally:
         app.run_expect([0], "systemctl start nginx")
-    assert member_play(fleet, "enable", member.name).rc == 0
+    assert run_member_play(fleet, "enable", member.name).rc == 0
     assert backend_rows(lb)[member.name]["status"] == "UP"
 
 
 def test_drain_refuses_a_host_outside_the_backend(fleet: Fleet) -> None:
-    refused = member_play(fleet, "drain", fleet.store.name)
+    refused = run_member_play(fleet, "drain", fleet.store.name)
     assert refused.rc != 0
     assert f"drain: '{fleet.store.name}' is not a host of group iris" in refused.output
 
