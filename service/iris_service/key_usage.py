@@ -12,17 +12,15 @@ logged and never fails a request.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import sqlite3
 import threading
 import time
-import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iris_service.flush_thread import FlushThread
 from iris_service.sqlite_files import ThreadConnections
 
 if TYPE_CHECKING:
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 1.0
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS usage (name TEXT PRIMARY KEY, requests INTEGER NOT NULL, "
     "model_calls INTEGER NOT NULL, cost_usd REAL NOT NULL, last_used REAL NOT NULL)"
@@ -43,21 +40,6 @@ ON CONFLICT (name) DO UPDATE SET
 """
 
 
-def _flush_if_alive(ref: weakref.ref[KeyUsage]) -> bool:
-    usage = ref()
-    if usage is not None:
-        usage.flush()
-    return usage is not None
-
-
-def _write_every_second(ref: weakref.ref[KeyUsage]) -> None:
-    """The writer thread: ends with its KeyUsage (an app built and dropped, as in tests)."""
-    while True:
-        time.sleep(FLUSH_INTERVAL_S)
-        if not _flush_if_alive(ref):
-            return
-
-
 class KeyUsage:
     def __init__(self, path: Path, shared: SharedFigures | None = None) -> None:
         self.path = Path(path)
@@ -65,7 +47,7 @@ class KeyUsage:
         self._connections = ThreadConnections(self.path, _SCHEMA)
         self._lock = threading.Lock()
         self._pending: dict[str, list[float]] = {}  # name -> [requests, calls, cost, last]
-        self._writer_pid: int | None = None
+        self._writer = FlushThread(self, "key-usage")
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -80,22 +62,9 @@ class KeyUsage:
             row[1] += model_calls
             row[2] += cost_usd
             row[3] = now
-        if self._writer_pid != os.getpid():
-            self._start_writer()
+        self._writer.ensure_started()
         if self.shared is not None:
             self.shared.add_key(name, requests, model_calls, cost_usd)
-
-    def _start_writer(self) -> None:
-        """One writer thread per process, started by its first count (after any fork)."""
-        with self._lock:
-            if self._writer_pid == os.getpid():
-                return
-            self._writer_pid = os.getpid()
-        ref = weakref.ref(self)
-        threading.Thread(
-            target=_write_every_second, args=(ref,), name="key-usage", daemon=True
-        ).start()
-        atexit.register(_flush_if_alive, ref)
 
     def flush(self) -> None:
         """Write the counts added since the last flush."""

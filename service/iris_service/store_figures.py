@@ -16,11 +16,8 @@ meanwhile loses its part; operational counters, not billing).
 
 from __future__ import annotations
 
-import atexit
-import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +25,7 @@ from typing import Any
 import redis
 
 from iris_service.config import Settings
+from iris_service.flush_thread import FlushThread
 from iris_service.metrics import COUNTERS
 from iris_service.store import PREFIX, SharedStore, shared_store
 
@@ -35,27 +33,12 @@ HOSTS = f"{PREFIX}hosts"
 STATS = f"{PREFIX}stats:"
 USAGE = f"{PREFIX}usage:"
 LAST_USED = f"{PREFIX}last-used:"
-FLUSH_INTERVAL_S = 1.0
 USAGE_FIELDS = ("requests", "model_calls", "cost_usd")
 _FLOAT_COUNTERS = frozenset({"cost_spent_usd", "cost_saved_usd"})
 
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _flush_if_alive(ref: weakref.ref[SharedFigures]) -> bool:
-    figures = ref()
-    if figures is not None:
-        figures.flush()
-    return figures is not None
-
-
-def _write_every_second(ref: weakref.ref[SharedFigures]) -> None:
-    while True:
-        time.sleep(FLUSH_INTERVAL_S)
-        if not _flush_if_alive(ref):
-            return
 
 
 class SharedFigures:
@@ -65,7 +48,7 @@ class SharedFigures:
         self._lock = threading.Lock()
         self._counters: dict[str, float] = {}
         self._keys: dict[str, list[float]] = {}  # name -> [requests, calls, cost, last]
-        self._writer_pid: int | None = None
+        self._writer = FlushThread(self, "store-figures")
 
     # --- writing (per request: dict updates only) --------------------------------------
 
@@ -73,7 +56,7 @@ class SharedFigures:
         with self._lock:
             for name, value in deltas.items():
                 self._counters[name] = self._counters.get(name, 0) + value
-        self._ensure_writer()
+        self._writer.ensure_started()
 
     def add_key(self, name: str, requests: int, model_calls: int, cost_usd: float) -> None:
         with self._lock:
@@ -84,20 +67,7 @@ class SharedFigures:
             row[1] += model_calls
             row[2] += cost_usd
             row[3] = time.time()
-        self._ensure_writer()
-
-    def _ensure_writer(self) -> None:
-        if self._writer_pid == os.getpid():
-            return
-        with self._lock:
-            if self._writer_pid == os.getpid():
-                return
-            self._writer_pid = os.getpid()
-        ref = weakref.ref(self)
-        threading.Thread(
-            target=_write_every_second, args=(ref,), name="store-figures", daemon=True
-        ).start()
-        atexit.register(_flush_if_alive, ref)
+        self._writer.ensure_started()
 
     def flush(self) -> bool:
         """Send what was added since the last flush; kept for the next one when it fails."""
