@@ -22,12 +22,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from irisctl import render
 from irisctl.paths import project_root
-from irisctl.sandbox.aws_standin import deployment_inventory, moto_environment
+from irisctl.sandbox.aws_standin import deployment_inventory, moto_client, moto_environment
 
 REGION = "us-east-2"
 DEPLOYMENT = "iris-fleet"
@@ -128,13 +127,7 @@ def irisctl(
 
 
 def client(moto_url: str, service: str) -> Any:
-    return boto3.client(
-        service,
-        region_name=REGION,
-        endpoint_url=moto_url,
-        aws_access_key_id="moto-key-id",
-        aws_secret_access_key="moto-secret-key",
-    )
+    return moto_client(service, moto_url)
 
 
 def tags(items: list[dict[str, str]]) -> dict[str, str]:

@@ -18,13 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from iris_service import emf
 from iris_service import errors as service_errors
 from irisctl.paths import project_root
-from irisctl.sandbox.aws_standin import deployment_inventory, moto_environment
+from irisctl.sandbox.aws_standin import (
+    MOTO_KEYS,
+    deployment_inventory,
+    moto_client,
+    moto_environment,
+)
 
 REGION = "us-east-2"
 DEPLOYMENT = "iris-mon"
@@ -108,15 +112,8 @@ def irisctl(
     return done.returncode, json.loads("\n".join(lines)) if lines else {}, done.stderr
 
 
-def client(moto_url: str, service: str, keys: tuple[str, str] | None = None) -> Any:
-    key_id, secret = keys or ("moto-key-id", "moto-secret-key")
-    return boto3.client(
-        service,
-        region_name=REGION,
-        endpoint_url=moto_url,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-    )
+def client(moto_url: str, service: str, keys: tuple[str, str] = MOTO_KEYS) -> Any:
+    return moto_client(service, moto_url, keys)
 
 
 def alarms(moto_url: str, name: str = DEPLOYMENT) -> dict[str, dict[str, Any]]:

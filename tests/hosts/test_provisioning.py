@@ -21,11 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from host_helpers import IRISCTL_HOST, V1, Sandbox, https
-from irisctl.sandbox import stack
-from irisctl.sandbox.aws_standin import moto_environment, stand_in_inventory
+from irisctl.sandbox.aws_standin import moto_client, moto_environment, stand_in_inventory
 
 IRISCTL = str(Path(sys.executable).parent / "irisctl")
 DEPLOYMENT = "iris-standin"
@@ -83,13 +81,7 @@ class Operator:
         return int(stats["hosts"][0]["model_calls"])
 
     def aws(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=stack.AWS_REGION,
-            endpoint_url=stack.MOTO_URL,
-            aws_access_key_id="moto-key-id",
-            aws_secret_access_key="moto-secret-key",
-        )
+        return moto_client(service)
 
     def instances(self) -> list[dict[str, Any]]:
         found = self.aws("ec2").describe_instances(

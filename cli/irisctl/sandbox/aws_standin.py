@@ -71,13 +71,32 @@ def stand_in_inventory(path: Path, deployment: str, host: Host) -> Path:
     return path
 
 
+# moto accepts any credentials; boto3 needs some to sign with.
+MOTO_KEYS = ("moto-key-id", "moto-secret-key")
+
+
+def moto_client(
+    service: Any, endpoint: str = stack.MOTO_URL, keys: tuple[str, str] = MOTO_KEYS
+) -> Any:
+    """A boto3 client of moto at ``endpoint`` in the sandbox's region (``keys``: whose)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        region_name=stack.AWS_REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=keys[0],
+        aws_secret_access_key=keys[1],
+    )
+
+
 def moto_environment(base: dict[str, str], endpoint: str = stack.MOTO_URL) -> dict[str, str]:
     """``base`` without the operator's AWS settings; every AWS call goes to moto at ``endpoint``."""
     env = {k: v for k, v in base.items() if not k.startswith("AWS_") and k != "OPENAI_API_KEY"}
     env.update(
         AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="moto-key-id",
-        AWS_SECRET_ACCESS_KEY="moto-secret-key",
+        AWS_ACCESS_KEY_ID=MOTO_KEYS[0],
+        AWS_SECRET_ACCESS_KEY=MOTO_KEYS[1],
         AWS_EC2_METADATA_DISABLED="true",
     )
     return env
