@@ -97,11 +97,24 @@ def down_all() -> None:
 
 
 def running() -> list[Host]:
+    """The hosts whose systemd-nspawn is alive. A run directory whose nspawn died with the
+    process that started it is left out: it is stale, and ``down`` clears it."""
     run_dir = STATE_DIR / "run"
     hosts = []
     for ip_file in sorted(run_dir.glob("*/ip")) if run_dir.is_dir() else []:
-        hosts.append(Host(name=ip_file.parent.name, ip=ip_file.read_text().strip()))
+        if _nspawn_alive(ip_file.parent / "pid"):
+            hosts.append(Host(name=ip_file.parent.name, ip=ip_file.read_text().strip()))
     return hosts
+
+
+def _nspawn_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return False
+    return comm == "systemd-nspawn" and state != "Z"
 
 
 def acme_up() -> None:

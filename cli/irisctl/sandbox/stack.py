@@ -100,6 +100,10 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
+def _alive(record: dict[str, str | int]) -> bool:
+    return _start_time(int(record["pid"])) == record.get("start")
+
+
 def _spawn(name: str, argv: list[str], env: dict[str, str] | None = None) -> dict[str, str | int]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / f"{name}.log", "ab") as log:
@@ -117,7 +121,7 @@ def _spawn(name: str, argv: list[str], env: dict[str, str] | None = None) -> dic
 
 def _stop(record: dict[str, str | int]) -> None:
     pid = int(record["pid"])
-    if _start_time(pid) != record.get("start"):
+    if not _alive(record):
         return  # already gone (or the pid now belongs to someone else)
     for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
         try:
@@ -272,6 +276,8 @@ def sandbox_status() -> SandboxInfo | None:
     )
     if not sandbox or not all(h.name in running for h in info.machines):
         return None
+    if not all(_alive(record) for record in (state.get("processes") or {}).values()):
+        return None  # a stand-in died with the run that started it: stale, not up
     return info
 
 
