@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iris_service.flush_thread import FlushThread
-from iris_service.sqlite_files import ThreadConnections
+from iris_service.sqlite_files import ProcessConnection
 
 if TYPE_CHECKING:
     from iris_service.store_figures import SharedFigures
@@ -44,13 +44,10 @@ class KeyUsage:
     def __init__(self, path: Path, shared: SharedFigures | None = None) -> None:
         self.path = Path(path)
         self.shared = shared  # the fleet's per-host figures in the store, if any
-        self._connections = ThreadConnections(self.path, _SCHEMA)
+        self._connection = ProcessConnection(self.path, _SCHEMA)
         self._lock = threading.Lock()
         self._pending: dict[str, list[float]] = {}  # name -> [requests, calls, cost, last]
         self._writer = FlushThread(self, "key-usage")
-
-    def _db(self) -> sqlite3.Connection:
-        return self._connections.get()
 
     def _add(self, name: str, requests: int, model_calls: int, cost_usd: float) -> None:
         now = time.time()
@@ -72,7 +69,7 @@ class KeyUsage:
             pending, self._pending = self._pending, {}
         for name, (requests, calls, cost, last) in pending.items():
             try:
-                self._connections.write(_ADD, (name, int(requests), int(calls), cost, last))
+                self._connection.write(_ADD, (name, int(requests), int(calls), cost, last))
             except (sqlite3.Error, OSError) as error:
                 log.warning("cannot update %s: %s", self.path, error)
                 return
@@ -87,10 +84,8 @@ class KeyUsage:
         """Every key's counters by name (none when the file does not exist yet)."""
         if not self.path.exists():
             return {}
-        rows = (
-            self._db()
-            .execute("SELECT name, requests, model_calls, cost_usd, last_used FROM usage")
-            .fetchall()
+        rows = self._connection.query(
+            "SELECT name, requests, model_calls, cost_usd, last_used FROM usage"
         )
         return {
             name: {

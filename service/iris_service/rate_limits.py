@@ -30,7 +30,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from iris_service.errors import ConfigError, TooManyRequests
-from iris_service.sqlite_files import ThreadConnections
+from iris_service.sqlite_files import ProcessConnection
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ RETURNING value
 class SQLiteStorage(Storage):
     """A ``limits`` storage on one SQLite file, shared by every process that opens it.
 
-    Each thread has its own connection (opened after the fork, in the process that uses it).
+    One connection per process, shared by its threads (iris_service/sqlite_files.py).
     Expired rows are deleted by ``incr``, at most once a minute per process.
     """
 
@@ -63,7 +63,7 @@ class SQLiteStorage(Storage):
         if not path:
             raise ConfigError(f"rate limit storage {uri!r}: no file (sqlite:///PATH)")
         self.path = Path(path)
-        self._connections = ThreadConnections(self.path, _SCHEMA)
+        self._connection = ProcessConnection(self.path, _SCHEMA)
         self._next_purge = 0.0
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
 
@@ -71,51 +71,42 @@ class SQLiteStorage(Storage):
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
         return (sqlite3.Error, OSError)
 
-    def _db(self) -> sqlite3.Connection:
-        return self._connections.get()
-
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
-        (value,) = self._connections.write(_INCR, (key, amount, now, expiry))
+        (value,) = self._connection.write(_INCR, (key, amount, now, expiry))
         if now >= self._next_purge:
             self._next_purge = now + 60
-            self._connections.write("DELETE FROM counters WHERE expires <= ?", (now,))
+            self._connection.delete("DELETE FROM counters WHERE expires <= ?", (now,))
         return int(value)
 
     def get(self, key: str) -> int:
         if not self.path.exists():  # nothing counted yet; a reader must not create the file
             return 0
-        row = (
-            self._db()
-            .execute("SELECT value FROM counters WHERE key = ? AND expires > ?", (key, time.time()))
-            .fetchone()
+        rows = self._connection.query(
+            "SELECT value FROM counters WHERE key = ? AND expires > ?", (key, time.time())
         )
-        return int(row[0]) if row else 0
+        return int(rows[0][0]) if rows else 0
 
     def get_expiry(self, key: str) -> float:
         if not self.path.exists():
             return time.time()
-        row = (
-            self._db()
-            .execute(
-                "SELECT expires FROM counters WHERE key = ? AND expires > ?", (key, time.time())
-            )
-            .fetchone()
+        rows = self._connection.query(
+            "SELECT expires FROM counters WHERE key = ? AND expires > ?", (key, time.time())
         )
-        return float(row[0]) if row else time.time()
+        return float(rows[0][0]) if rows else time.time()
 
     def check(self) -> bool:
         try:
-            self._db().execute("SELECT 1").fetchone()
+            self._connection.query("SELECT 1")
         except sqlite3.Error:
             return False
         return True
 
     def reset(self) -> int | None:
-        return self._db().execute("DELETE FROM counters").rowcount
+        return self._connection.delete("DELETE FROM counters")
 
     def clear(self, key: str) -> None:
-        self._db().execute("DELETE FROM counters WHERE key = ?", (key,))
+        self._connection.delete("DELETE FROM counters WHERE key = ?", (key,))
 
 
 _next_warning = 0.0
