@@ -37,12 +37,13 @@ lint: install
 
 # Three pytest runs side by side: the single-host stories (they bring up the sandbox), the
 # fleet stories (they join that sandbox with hosts of their own) and everything else. The
-# host runs' output is shown after the other's; any run failing fails.
+# host runs' output is shown after the other's; any run failing fails. Each names its slowest
+# tests, so the time the 30-minute budget goes to stays visible.
 test: install lint
 	@hosts_log=$$(mktemp); fleet_log=$$(mktemp); \
-	$(VENV)/bin/pytest tests/hosts >$$hosts_log 2>&1 & hosts_pid=$$!; \
-	IRIS_FLEET_JOIN_SANDBOX=1 $(VENV)/bin/pytest tests/fleet >$$fleet_log 2>&1 & fleet_pid=$$!; \
-	$(VENV)/bin/pytest --ignore=tests/hosts --ignore=tests/fleet; local_rc=$$?; \
+	$(VENV)/bin/pytest --durations=10 tests/hosts >$$hosts_log 2>&1 & hosts_pid=$$!; \
+	IRIS_FLEET_JOIN_SANDBOX=1 $(VENV)/bin/pytest --durations=10 tests/fleet >$$fleet_log 2>&1 & fleet_pid=$$!; \
+	$(VENV)/bin/pytest --durations=20 --ignore=tests/hosts --ignore=tests/fleet; local_rc=$$?; \
 	wait $$hosts_pid; hosts_rc=$$?; wait $$fleet_pid; fleet_rc=$$?; \
 	echo "=== tests/hosts ==="; cat $$hosts_log; echo "=== tests/fleet ==="; cat $$fleet_log; \
 	rm -f $$hosts_log $$fleet_log; \
