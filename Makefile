@@ -35,20 +35,26 @@ lint: install
 	$(VENV)/bin/yamllint .
 	cd $(CURDIR) && $(VENV)/bin/ansible-lint --profile production roles playbooks
 
-# Three pytest runs side by side: the single-host stories (they bring up the sandbox), the
-# fleet stories (they join that sandbox with hosts of their own) and everything else. The
-# host runs' output is shown after the other's; any run failing fails. Each names its slowest
-# tests, so the time the 30-minute budget goes to stays visible.
+# Four pytest runs side by side: the single-host stories (they bring up the sandbox), the
+# fleet stories (they join that sandbox with hosts of their own), the AWS plays against moto
+# (CPU-bound: about 13 minutes of one core) and everything else (mostly waiting on processes
+# and sockets). Only the last one's output streams; the others are shown after it, and any run
+# failing fails. Each names its slowest tests, so where the 30-minute budget goes stays visible.
+AWS_TESTS := tests/cli/test_aws.py tests/cli/test_aws_fleet.py tests/cli/test_aws_monitoring.py
+
 test: install lint
-	@hosts_log=$$(mktemp); fleet_log=$$(mktemp); \
+	@hosts_log=$$(mktemp); fleet_log=$$(mktemp); aws_log=$$(mktemp); \
 	$(VENV)/bin/pytest --durations=10 tests/hosts >$$hosts_log 2>&1 & hosts_pid=$$!; \
 	IRIS_FLEET_JOIN_SANDBOX=1 $(VENV)/bin/pytest --durations=10 tests/fleet >$$fleet_log 2>&1 & fleet_pid=$$!; \
-	$(VENV)/bin/pytest --durations=20 --ignore=tests/hosts --ignore=tests/fleet; local_rc=$$?; \
-	wait $$hosts_pid; hosts_rc=$$?; wait $$fleet_pid; fleet_rc=$$?; \
+	$(VENV)/bin/pytest --durations=10 $(AWS_TESTS) >$$aws_log 2>&1 & aws_pid=$$!; \
+	$(VENV)/bin/pytest --durations=10 --ignore=tests/hosts --ignore=tests/fleet \
+	  $(addprefix --ignore=,$(AWS_TESTS)); local_rc=$$?; \
+	wait $$hosts_pid; hosts_rc=$$?; wait $$fleet_pid; fleet_rc=$$?; wait $$aws_pid; aws_rc=$$?; \
+	echo "=== $(AWS_TESTS) ==="; cat $$aws_log; \
 	echo "=== tests/hosts ==="; cat $$hosts_log; echo "=== tests/fleet ==="; cat $$fleet_log; \
-	rm -f $$hosts_log $$fleet_log; \
-	echo "tests/hosts exit $$hosts_rc, tests/fleet exit $$fleet_rc, the rest exit $$local_rc"; \
-	[ $$local_rc -eq 0 ] && [ $$hosts_rc -eq 0 ] && [ $$fleet_rc -eq 0 ]
+	rm -f $$hosts_log $$fleet_log $$aws_log; \
+	echo "tests/hosts exit $$hosts_rc, tests/fleet exit $$fleet_rc, AWS plays exit $$aws_rc, the rest exit $$local_rc"; \
+	[ $$local_rc -eq 0 ] && [ $$hosts_rc -eq 0 ] && [ $$fleet_rc -eq 0 ] && [ $$aws_rc -eq 0 ]
 
 sandbox: install
 	$(VENV)/bin/irisctl sandbox up
