@@ -321,6 +321,10 @@ def test_down_all_removes_everything_and_then_has_nothing_to_do(
     moto_url: str, inventory: Path
 ) -> None:
     env = aws_env(moto_url)
+    cloudwatch = client(moto_url, "cloudwatch")
+    assert cloudwatch.describe_alarms(AlarmNamePrefix=f"{DEPLOYMENT}-")["MetricAlarms"]
+    assert cloudwatch.list_dashboards()["DashboardEntries"]
+    assert client(moto_url, "sns").list_topics()["Topics"]
     done = run(inventory, env, "aws", "down", "--all", "--yes", "--skip-backup")
     assert done.returncode == 0, done.stderr
     assert "removed 9 resource(s)" in done.stdout
@@ -330,6 +334,10 @@ def test_down_all_removes_everything_and_then_has_nothing_to_do(
     assert client(moto_url, "secretsmanager").list_secrets()["SecretList"] == []
     roles = client(moto_url, "iam").list_roles()["Roles"]
     assert f"{DEPLOYMENT}-instance" not in {r["RoleName"] for r in roles}
+    # the monitoring every up keeps (test_aws_monitoring.py): alarms, their topic, the dashboard
+    assert cloudwatch.describe_alarms(AlarmNamePrefix=f"{DEPLOYMENT}-")["MetricAlarms"] == []
+    assert cloudwatch.list_dashboards()["DashboardEntries"] == []
+    assert client(moto_url, "sns").list_topics()["Topics"] == []
     code, data, stderr = irisctl(inventory, env, "aws", "down", "--all", "--yes", "--json")
     assert code == 0, stderr
     assert data["nothing_to_remove"] is True

@@ -318,6 +318,30 @@ def test_up_with_the_switch_on_makes_the_fleet_as_specified(moto_url: str, inven
         in readable
     )
 
+    # every instance has status-check alarms of its own (and recovery), named by its number
+    found = client(moto_url, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{DEPLOYMENT}-")
+    watched = {
+        a["AlarmName"]: a["Dimensions"]
+        for a in found["MetricAlarms"]
+        if a.get("Namespace") == "AWS/EC2"
+    }
+    by_name = {tags(i["Tags"])["Name"]: i["InstanceId"] for i in running}
+    assert watched == {
+        f"{name}-{check}": [{"Name": "InstanceId", "Value": instance}]
+        for name, instance in by_name.items()
+        for check in ("system-status", "instance-status")
+    }
+    # and the load balancer's count of unhealthy targets, on its own target group
+    (targets_alarm,) = [
+        a for a in found["MetricAlarms"] if a.get("Namespace") == "AWS/ApplicationELB"
+    ]
+    assert targets_alarm["AlarmName"] == f"{DEPLOYMENT}-unhealthy-targets"
+    assert targets_alarm["MetricName"] == "UnHealthyHostCount"
+    assert {d["Name"]: d["Value"] for d in targets_alarm["Dimensions"]} == {
+        "TargetGroup": target_group["TargetGroupArn"].split(":")[-1],
+        "LoadBalancer": arn.split(":loadbalancer/")[-1],
+    }
+
 
 def test_status_lists_the_fleet_and_where_its_name_must_point(
     moto_url: str, inventory: Path
@@ -367,6 +391,8 @@ def test_down_all_removes_the_whole_fleet(moto_url: str, inventory: Path) -> Non
         + ["sns-topic", "alarms", "dashboard"]
     )
     assert instances(moto_url) == []
+    alarms = client(moto_url, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{DEPLOYMENT}-")
+    assert alarms["MetricAlarms"] == [] and alarms["CompositeAlarms"] == []
     assert client(moto_url, "elbv2").describe_load_balancers()["LoadBalancers"] == []
     assert client(moto_url, "elbv2").describe_target_groups()["TargetGroups"] == []
     assert client(moto_url, "acm").list_certificates()["CertificateSummaryList"] == []
