@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,12 +126,26 @@ class Agent:
                 log.error("model client not configured: %s", error)
             return self._client is not None
 
-    def analyze(self, prompt: str, deadline: float) -> ModelAnswer:
+    def analyze(
+        self,
+        prompt: str,
+        deadline: float,
+        waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> ModelAnswer:
         """One analysis of a ``model_contract.build_prompt`` prompt; no attempt may run past
-        ``deadline`` (a time.monotonic() value)."""
+        ``deadline`` (a time.monotonic() value).
+
+        ``waiting`` wraps only what waits (the HTTP exchange, a retry's pause, the first
+        secret read): the request's cpu_gate is given back there and taken again to parse the
+        answer. Parsed outside the gate, the answers of a hundred analyses arriving together
+        made a hundred threads take turns on the GIL, and a health check waited its turn
+        behind them (iris_service/cpu_gate.py).
+        """
         import openai
 
-        if not self.ensure_ready():
+        with waiting():
+            ready = self.ensure_ready()
+        if not ready:
             raise ServiceUnavailable(
                 "Model client is not configured" + (f": {self._error}" if self._error else "")
             )
@@ -141,16 +156,18 @@ class Agent:
             if remaining <= 0.05:
                 break
             try:
-                response = self._client.responses.create(
-                    model=self.settings.model,
-                    instructions=INSTRUCTIONS,
-                    input=prompt,
-                    reasoning={"effort": self.settings.reasoning_effort},
-                    max_output_tokens=self.settings.max_output_tokens,
-                    text=RESPONSE_FORMAT,
-                    store=False,
-                    timeout=min(self.settings.model_timeout_s, remaining),
-                )
+                with waiting():
+                    raw = self._client.responses.with_raw_response.create(
+                        model=self.settings.model,
+                        instructions=INSTRUCTIONS,
+                        input=prompt,
+                        reasoning={"effort": self.settings.reasoning_effort},
+                        max_output_tokens=self.settings.max_output_tokens,
+                        text=RESPONSE_FORMAT,
+                        store=False,
+                        timeout=min(self.settings.model_timeout_s, remaining),
+                    )
+                response = raw.parse()
             except openai.APITimeoutError:
                 last_error = ModelTimeout("Model call timed out")
                 log.warning("model call timed out (attempt %d/%d)", attempt + 1, attempts)
@@ -172,7 +189,8 @@ class Agent:
             if attempt + 1 < attempts:
                 pause = min(_RETRY_BACKOFF_S * 2**attempt, deadline - time.monotonic() - 0.05)
                 if pause > 0:
-                    time.sleep(pause)
+                    with waiting():
+                        time.sleep(pause)
         if isinstance(last_error, ModelError | ModelTimeout):
             raise last_error
         raise ModelTimeout("Model call timed out (request deadline reached)")

@@ -196,8 +196,8 @@ class Analyzer:
         prompt_tokens = estimate_tokens(INSTRUCTIONS) + estimate_tokens(prompt)
         self.emf.emit("analysis_started", {"TotalPromptTokens": prompt_tokens, "CacheHit": 0})
         try:
-            with self.gate.released():  # seconds of waiting on the model
-                answer = self.agent.analyze(prompt, deadline)
+            # seconds of waiting on the model, without the gate; the answer parsed with it
+            answer = self.agent.analyze(prompt, deadline, waiting=self.gate.released)
             raw_blocks = [block.model_dump() for block in answer.blocks]
             blocks = clean_blocks(raw_blocks, line_count(normalized))
             if not blocks:

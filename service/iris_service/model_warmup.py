@@ -85,8 +85,8 @@ def warm_model_client(settings: Settings) -> float:
             max_retries=0,
             http_client=openai.DefaultHttpx2Client(transport=httpx2.MockTransport(answer)),
         )
-        with client:
-            response = client.responses.create(
+        with client:  # the same calls as agent.py: the raw response, then its parse
+            raw = client.responses.with_raw_response.create(
                 model=settings.model,
                 instructions=INSTRUCTIONS,
                 input="1 | warm-up",
@@ -95,6 +95,7 @@ def warm_model_client(settings: Settings) -> float:
                 text=RESPONSE_FORMAT,
                 store=False,
             )
+            response = raw.parse()
         parse_reply(response.output_text)
     except Exception as error:  # never fatal: only the first burst's latency is at stake
         log.warning("model client warm-up failed: %s: %s", type(error).__name__, error)

@@ -86,3 +86,43 @@ def test_an_analysis_waiting_on_the_model_lets_the_next_one_run(settings, standi
         assert wait_until(lambda: standin.calls() == 2, timeout=10)
         assert not first.done()
         assert first.result(30).status_code == 200 and second.result(30).status_code == 200
+
+
+def test_the_model_answer_is_parsed_holding_the_gate_and_only_the_exchange_waits(
+    settings, standin, monkeypatch
+):
+    """Only the HTTP exchange runs inside ``waiting`` (the gate given back); the answer is
+    parsed outside it, so a hundred answers arriving together take turns on the gate instead
+    of crowding the GIL ahead of a health check."""
+    import contextlib
+    import time
+
+    from iris_service import agent as agent_module
+    from iris_service.model_contract import build_prompt
+
+    inside = threading.Event()
+    calls_while_waiting: list[int] = []
+    parsed_while_waiting: list[bool] = []
+    real_answer_from = agent_module._answer_from
+
+    @contextlib.contextmanager
+    def waiting():
+        inside.set()
+        try:
+            yield
+        finally:
+            calls_while_waiting.append(standin.calls())
+            inside.clear()
+
+    def answer_from(response, settings_):
+        parsed_while_waiting.append(inside.is_set())
+        return real_answer_from(response, settings_)
+
+    monkeypatch.setattr(agent_module, "_answer_from", answer_from)
+    model = agent_module.Agent(settings)
+    answer = model.analyze(
+        build_prompt("1 | x = 1", "python"), time.monotonic() + 20, waiting=waiting
+    )
+    assert answer.file_intent
+    assert parsed_while_waiting == [False]
+    assert 1 in calls_while_waiting  # the model call happened inside waiting
