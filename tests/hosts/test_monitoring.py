@@ -56,7 +56,9 @@ def test_the_timer_writes_schema_valid_host_metrics_where_the_agent_reads(
     before = len(host_metric_events(host))
     ssh(host, "systemctl start iris-host-metrics.service")  # a oneshot: returns when done
     events = host_metric_events(host)
-    assert len(events) == before + 1
+    # at least one new event: the minutely timer may add its own run meanwhile (or this start
+    # may join the run it already began), so the count cannot be exact
+    assert len(events) > before
     event = events[-1]
     assert event["HealthCheckOk"] == 1
     assert event["CertificateDaysLeft"] > 14  # pebble's fresh certificate
