@@ -37,8 +37,8 @@ lint: install
 
 # Four pytest runs side by side: the single-host stories (they bring up the sandbox), the
 # fleet stories (they join that sandbox with hosts of their own), the AWS plays against moto
-# (CPU-bound: about 13 minutes of one core) and everything else (mostly waiting on processes
-# and sockets). Only the last one's output streams; the others are shown after it, and any run
+# (CPU-bound: about 13 minutes of one core, measured alone) and everything else. Only the
+# last one's output streams; the others are shown after it, and any run
 # failing fails. Each names its slowest tests, so where the 30-minute budget goes stays visible.
 AWS_TESTS := tests/cli/test_aws.py tests/cli/test_aws_fleet.py tests/cli/test_aws_monitoring.py
 
