@@ -35,26 +35,40 @@ lint: install
 	$(VENV)/bin/yamllint .
 	cd $(CURDIR) && $(VENV)/bin/ansible-lint --profile production roles playbooks
 
-# Four pytest runs side by side: the single-host stories (they bring up the sandbox), the
-# fleet stories (they join that sandbox with hosts of their own), the AWS plays against moto
-# (CPU-bound even through Mitogen: about 7 minutes of one core, measured alone) and everything else. Only the
-# last one's output streams; the others are shown after it, and any run
-# failing fails. Each names its slowest tests, so where the 30-minute budget goes stays visible.
+# Five pytest runs side by side. The single-host stories are two runs sharing one sandbox: the
+# first brings it up and converges its hosts, then hands them to the second
+# (tests/hosts/conftest.py), and each works on hosts of its own; most of their time is spent
+# waiting on hosts, not computing. The fleet stories join that sandbox with hosts of their
+# own; the AWS plays against moto are CPU-bound (about 7 minutes of one core through Mitogen,
+# measured alone); then everything else. Only the last one's output streams; the others are
+# shown after it, and any run failing fails. Each names its slowest tests, so where the
+# 30-minute budget goes stays visible.
 AWS_TESTS := tests/cli/test_aws.py tests/cli/test_aws_fleet.py tests/cli/test_aws_monitoring.py
+HOSTS_GUEST_TESTS := tests/hosts/test_capacity.py tests/hosts/test_irisctl.py \
+	tests/hosts/test_provisioning.py
 
 test: install lint
-	@hosts_log=$$(mktemp); fleet_log=$$(mktemp); aws_log=$$(mktemp); \
-	$(VENV)/bin/pytest --durations=30 tests/hosts >$$hosts_log 2>&1 & hosts_pid=$$!; \
+	@hosts_log=$$(mktemp); guest_log=$$(mktemp); fleet_log=$$(mktemp); aws_log=$$(mktemp); \
+	share=$$(mktemp -d); \
+	IRIS_HOSTS_SHARE=$$share $(VENV)/bin/pytest --durations=20 tests/hosts \
+	  $(addprefix --ignore=,$(HOSTS_GUEST_TESTS)) >$$hosts_log 2>&1 & hosts_pid=$$!; \
+	IRIS_HOSTS_SHARE=$$share IRIS_HOSTS_JOIN=1 $(VENV)/bin/pytest --durations=20 \
+	  $(HOSTS_GUEST_TESTS) >$$guest_log 2>&1 & guest_pid=$$!; \
 	IRIS_FLEET_JOIN_SANDBOX=1 $(VENV)/bin/pytest --durations=10 tests/fleet >$$fleet_log 2>&1 & fleet_pid=$$!; \
 	$(VENV)/bin/pytest --durations=10 $(AWS_TESTS) >$$aws_log 2>&1 & aws_pid=$$!; \
 	$(VENV)/bin/pytest --durations=10 --ignore=tests/hosts --ignore=tests/fleet \
 	  $(addprefix --ignore=,$(AWS_TESTS)); local_rc=$$?; \
-	wait $$hosts_pid; hosts_rc=$$?; wait $$fleet_pid; fleet_rc=$$?; wait $$aws_pid; aws_rc=$$?; \
+	wait $$hosts_pid; hosts_rc=$$?; wait $$guest_pid; guest_rc=$$?; \
+	wait $$fleet_pid; fleet_rc=$$?; wait $$aws_pid; aws_rc=$$?; \
 	echo "=== $(AWS_TESTS) ==="; cat $$aws_log; \
-	echo "=== tests/hosts ==="; cat $$hosts_log; echo "=== tests/fleet ==="; cat $$fleet_log; \
-	rm -f $$hosts_log $$fleet_log $$aws_log; \
-	echo "tests/hosts exit $$hosts_rc, tests/fleet exit $$fleet_rc, AWS plays exit $$aws_rc, the rest exit $$local_rc"; \
-	[ $$local_rc -eq 0 ] && [ $$hosts_rc -eq 0 ] && [ $$fleet_rc -eq 0 ] && [ $$aws_rc -eq 0 ]
+	echo "=== tests/hosts (owner) ==="; cat $$hosts_log; \
+	echo "=== $(HOSTS_GUEST_TESTS) ==="; cat $$guest_log; \
+	echo "=== tests/fleet ==="; cat $$fleet_log; \
+	rm -rf $$hosts_log $$guest_log $$fleet_log $$aws_log $$share; \
+	echo "tests/hosts exit $$hosts_rc and $$guest_rc, tests/fleet exit $$fleet_rc," \
+	  "AWS plays exit $$aws_rc, the rest exit $$local_rc"; \
+	[ $$local_rc -eq 0 ] && [ $$hosts_rc -eq 0 ] && [ $$guest_rc -eq 0 ] && [ $$fleet_rc -eq 0 ] \
+	  && [ $$aws_rc -eq 0 ]
 
 sandbox: install
 	$(VENV)/bin/irisctl sandbox up

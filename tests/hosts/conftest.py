@@ -8,13 +8,32 @@ hosts cannot run (no root, no systemd-nspawn).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_helpers import BREAKAGES, HOST_COUNT, V1, V2, Sandbox, build_release, mark_host_tests
+from host_helpers import (
+    BREAKAGES,
+    HOST_COUNT,
+    V1,
+    V2,
+    Sandbox,
+    build_release,
+    hand_over,
+    mark_host_tests,
+    take_over,
+)
 from irisctl.sandbox import hosts, stack
+
+# Set by `make test` (see host_helpers.hand_over): the directory both runs share, and whether
+# this run is the guest that takes over the owner's converged hosts.
+SHARE = os.environ.get("IRIS_HOSTS_SHARE")
+JOINING = SHARE is not None and os.environ.get("IRIS_HOSTS_JOIN") == "1"
+GUEST_NAME = "single-host"
+# The owner brings the sandbox up and converges 3 hosts twice first.
+TAKE_OVER_WAIT_S = 1500
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -23,8 +42,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    if JOINING:
+        yield from joined_sandbox(tmp_path_factory.mktemp("hosts"))
+        return
     if stack.sandbox_status() is not None:
-        pytest.skip("a sandbox is already up (another run owns it): `irisctl sandbox down` first")
+        refusal = "a sandbox is already up (another run owns it): `irisctl sandbox down` first"
+        if SHARE:
+            hand_over(Path(SHARE), None, refusal)
+        pytest.skip(refusal)
     workdir = tmp_path_factory.mktemp("hosts")
     started = time.monotonic()
     releases = {
@@ -34,7 +59,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     built = time.monotonic()
     # The sandbox's own inventory, as `irisctl sandbox up` writes it: irisctl recognises it
     # (and verifies the hosts' certificates against the sandbox's ACME root by itself).
-    info = stack.sandbox_up(HOST_COUNT, inventory_path=stack.default_inventory())
+    try:
+        info = stack.sandbox_up(HOST_COUNT, inventory_path=stack.default_inventory())
+    except Exception as exc:
+        if SHARE:
+            hand_over(Path(SHARE), None, f"sandbox up failed: {exc}")
+        raise
     try:
         roots = workdir / "pebble-roots.pem"
         roots.write_text(hosts.pebble_roots())
@@ -45,21 +75,41 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
         print(f"\nhost test timings (s): {timings}")
     finally:
-        # the fleet stories may have joined this sandbox (make test runs them side by side)
+        # the fleet stories and the guest run may have joined (make test runs them side by side)
         staying = stack.wait_for_guests()
         if staying:
             print(f"\ntaking the sandbox down while {', '.join(staying)} still runs")
         stack.sandbox_down()
 
 
+def joined_sandbox(workdir: Path) -> Iterator[Sandbox]:
+    """The guest run: the owner's sandbox, once converged; the owner waits for it to end."""
+    stack.stay_as_guest(GUEST_NAME)
+    try:
+        box = take_over(Path(SHARE or "."), workdir, TAKE_OVER_WAIT_S)
+        yield box
+        timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
+        print(f"\nhost test timings (s): {timings}")
+    finally:
+        stack.leave_as_guest(GUEST_NAME)
+
+
 @pytest.fixture(scope="session")
 def converged(sandbox: Sandbox) -> Sandbox:
     """site.yml twice on every host: the first run must succeed, the second is kept for the
-    idempotence test."""
+    idempotence test. A guest run gets the hosts the owner converged."""
+    if JOINING:
+        return sandbox
     release = sandbox.releases[V1]
+    error = None
     for _ in range(2):
         run = sandbox.play("site.yml", service_wheelhouse_dir=str(release.path), service_version=V1)
         sandbox.converges.append(run)
         if run.rc != 0:
-            pytest.fail(f"converge failed: {run.explain()}")
+            error = f"converge failed: {run.explain()}"
+            break
+    if SHARE:
+        hand_over(Path(SHARE), None if error else sandbox, error)
+    if error:
+        pytest.fail(error)
     return sandbox

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -240,3 +241,32 @@ class Sandbox:
             iris_deploy_holder="tests@hosts",
             **extra,
         )
+
+
+# ------------------------------------------------- two runs sharing the converged hosts ---
+# `make test` runs the single-host stories as two pytest runs side by side: the owner brings
+# the sandbox up and converges it, then hands the converged Sandbox to the guest run through a
+# directory both are given (IRIS_HOSTS_SHARE); each run then works on hosts of its own.
+HANDOVER_FILE = "converged.pickle"
+
+
+def hand_over(share: Path, box: Sandbox | None, error: str | None = None) -> None:
+    """Give the guest run the converged sandbox, or the reason there is none."""
+    staging = share / f".{HANDOVER_FILE}.{os.getpid()}"
+    staging.write_bytes(pickle.dumps({"sandbox": box, "error": error}))
+    staging.rename(share / HANDOVER_FILE)  # the guest never reads half a file
+
+
+def take_over(share: Path, workdir: Path, wait_s: float) -> Sandbox:
+    """The owner's converged sandbox (bounded wait), writing its logs to ``workdir``."""
+    path, deadline = share / HANDOVER_FILE, time.monotonic() + wait_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the owner run handed over no converged sandbox within {wait_s:.0f} s")
+        time.sleep(1)
+    handed = pickle.loads(path.read_bytes())
+    if handed["error"]:
+        pytest.fail(f"the owner run could not converge the sandbox: {handed['error']}")
+    box: Sandbox = handed["sandbox"]
+    box.workdir, box.timings = workdir, {}
+    return box

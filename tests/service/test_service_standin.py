@@ -69,7 +69,10 @@ def test_global_and_per_request_controls(standin):
     with pytest.raises(ValueError):
         json.loads(garbage.output_text)
     stats = requests.get(standin.url + "/_standin/stats", timeout=5).json()
-    assert stats["calls"] == 3
+    assert stats["calls"] == 3 and stats["calls_by_client"] == {"127.0.0.1": 3}
+    assert requests.post(standin.url + "/_standin/reset", timeout=5).ok
+    stats = requests.get(standin.url + "/_standin/stats", timeout=5).json()
+    assert stats["calls"] == 0 and stats["calls_by_client"] == {}
     assert requests.post(standin.url + "/_standin/config", json={"mode": "nope"}).status_code == 400
 
 

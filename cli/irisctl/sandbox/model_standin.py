@@ -8,8 +8,9 @@ Behaviour is controllable globally with ``POST /_standin/config`` (JSON ``delay_
 and per request with a marker line in the source, e.g. ``# IRIS-STANDIN: delay=3 mode=garbage``
 (also ``cached=N``: report N cached input tokens). Modes: ``ok``, ``error500``, ``error400``,
 ``bad_ranges`` (out-of-file, reversed, overlapping and duplicate ranges), ``garbage`` (not
-JSON), ``incomplete`` (status "incomplete"). ``GET /_standin/stats`` returns ``{"calls": N}``;
-``POST /_standin/reset`` zeroes it. A request without ``Authorization: Bearer ...`` gets 401.
+JSON), ``incomplete`` (status "incomplete"). ``GET /_standin/stats`` returns ``{"calls": N}``
+and ``calls_by_client`` (the calls from each address); ``POST /_standin/reset`` zeroes them.
+A request without ``Authorization: Bearer ...`` gets 401.
 
 Run: ``python -m irisctl.sandbox.model_standin --host 127.0.0.1 --port 8799 [--delay 2]``.
 Stdlib only: the ops package has no web framework.
@@ -54,8 +55,17 @@ class StandinState:
     delay_s: float = 0.0
     mode: str = "ok"
     calls: int = 0
+    # Per calling address too: two test runs sharing the stand-in each count their own hosts.
+    calls_by_client: dict[str, int] = field(default_factory=dict)
     last_request: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def clear(self) -> None:
+        """Forget every call so far."""
+        with self.lock:
+            self.calls = 0
+            self.calls_by_client = {}
+            self.last_request = None
 
     def configure(self, delay_s: float | None = None, mode: str | None = None) -> None:
         if mode is not None and mode not in MODES:
@@ -238,7 +248,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         state = self.server.state
         if self.path == "/_standin/stats":
-            self._send(200, {"calls": state.calls, "delay_s": state.delay_s, "mode": state.mode})
+            with state.lock:
+                stats = {
+                    "calls": state.calls,
+                    "calls_by_client": dict(state.calls_by_client),
+                    "delay_s": state.delay_s,
+                    "mode": state.mode,
+                }
+            self._send(200, stats)
         elif self.path == "/_standin/last":
             self._send(200, state.last_request or {})
         else:
@@ -258,9 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, {"delay_s": self.server.state.delay_s, "mode": self.server.state.mode})
         elif self.path == "/_standin/reset":
-            with self.server.state.lock:
-                self.server.state.calls = 0
-                self.server.state.last_request = None
+            self.server.state.clear()
             self._send(200, {"calls": 0})
         elif self.path.rstrip("/") == "/v1/responses":
             self._responses(payload)
@@ -275,6 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             state.calls += 1
+            client = self.client_address[0]
+            state.calls_by_client[client] = state.calls_by_client.get(client, 0) + 1
             state.last_request = payload
             delay_s, mode = state.delay_s, state.mode
         text = request_text(payload)
@@ -352,9 +369,7 @@ class StandinHandle:
         return self.server.state.last_request
 
     def reset(self) -> None:
-        with self.server.state.lock:
-            self.server.state.calls = 0
-            self.server.state.last_request = None
+        self.server.state.clear()
         self.configure(delay_s=0.0, mode="ok")
 
     def stop(self) -> None:

@@ -375,7 +375,8 @@ def _write_inventory(info: SandboxInfo, app_host_vars: dict[str, str] | None = N
 # The single-host test stories and the fleet stories run side by side in one sandbox: the
 # single-host run owns it (bridge, pebble, moto, model stand-in, its hosts), the fleet run
 # joins it as a guest with hosts and a model stand-in of its own (so model-call counts stay
-# its own), and the owner waits for its guests to leave before it tears the sandbox down.
+# its own), and the owner waits for its guests to leave before it tears the sandbox down. A
+# second single-host run may stay as a guest too, on hosts the owner converged for it.
 GUESTS_DIR = hosts.STATE_DIR / "guests"
 FLEET_GUEST = "fleet"
 FLEET_APPS_OCTET = 41
@@ -385,6 +386,28 @@ FLEET_BALANCER = Host(name="iris-fleet-lb", ip="10.231.0.51")
 
 def _guest_file(name: str) -> Path:
     return GUESTS_DIR / f"{name}.json"
+
+
+def _guest_record(machines: list[Host]) -> dict[str, object]:
+    """This process as a guest: the owner waits while it lives (pid and start time)."""
+    return {
+        "pid": os.getpid(),
+        "start": _start_time(os.getpid()) or "",
+        "hosts": [h.name for h in machines],
+        "processes": {},
+    }
+
+
+def stay_as_guest(name: str) -> None:
+    """Keep the sandbox up while this process runs, using the owner's hosts as they are (the
+    single-host stories split over two runs): wait_for_guests() waits for it too."""
+    GUESTS_DIR.mkdir(parents=True, exist_ok=True)
+    _guest_file(name).write_text(json.dumps(_guest_record([])))
+
+
+def leave_as_guest(name: str) -> None:
+    """The owner need not wait for this process any more. Idempotent."""
+    _guest_file(name).unlink(missing_ok=True)
 
 
 def join_as_fleet(count: int, inventory: Path, wait_s: float = 900.0) -> SandboxInfo:
@@ -410,12 +433,7 @@ def join_as_fleet(count: int, inventory: Path, wait_s: float = 900.0) -> Sandbox
         store=FLEET_STORE,
         balancer=FLEET_BALANCER,
     )
-    record: dict[str, object] = {
-        "pid": os.getpid(),
-        "start": _start_time(os.getpid()) or "",
-        "hosts": [h.name for h in info.machines],
-        "processes": {},
-    }
+    record = _guest_record(info.machines)
     GUESTS_DIR.mkdir(parents=True, exist_ok=True)
     _guest_file(FLEET_GUEST).write_text(json.dumps(record))
     try:
