@@ -159,30 +159,28 @@ def test_a_play_matching_nobody_beside_one_that_ran_is_no_error() -> None:
         raise_for_result(nobody)
 
 
-def interpreter_pids(strategy: str) -> list[str]:
-    return [
-        "- name: Interpreter of each task",
-        "  hosts: iris",
-        "  gather_facts: false",
-        "  become: false",  # as in playbooks/aws.yml
-        f"  strategy: {strategy}",
-        "  tasks:",
-        *[
-            line
-            for n in (1, 2)
-            for line in (
-                f"    - name: Task {n}",
-                "      ansible.builtin.shell: echo $PPID",  # the process that ran the module
-                "      changed_when: false",
-                f"      register: task_{n}",
-            )
-        ],
-        "    - name: Report",
-        "      ansible.builtin.debug:",
-        "        var: iris_report",
-        "      vars:",
-        "        iris_report: ['{{ task_1.stdout }}', '{{ task_2.stdout }}']",
-    ]
+# Each shell task prints $PPID: the process that ran its module.
+INTERPRETER_PIDS = """
+- name: Interpreter of each task
+  hosts: iris
+  gather_facts: false
+  become: false  # as in playbooks/aws.yml
+  strategy: {strategy}
+  tasks:
+    - name: Task 1
+      ansible.builtin.shell: echo $PPID
+      changed_when: false
+      register: task_1
+    - name: Task 2
+      ansible.builtin.shell: echo $PPID
+      changed_when: false
+      register: task_2
+    - name: Report
+      ansible.builtin.debug:
+        var: iris_report
+      vars:
+        iris_report: ['{{{{ task_1.stdout }}}}', '{{{{ task_2.stdout }}}}']
+"""
 
 
 @pytest.mark.parametrize("strategy", ["linear", "mitogen_linear"])
@@ -195,8 +193,9 @@ def test_the_aws_play_strategy_runs_every_module_in_one_interpreter(
 
     aws_play = yaml.safe_load((Path(__file__).parents[2] / "playbooks/aws.yml").read_text())
     assert aws_play[0]["strategy"] == "mitogen_linear"
-    body = "\n".join(interpreter_pids(strategy)) + "\n"
-    result = run_playbook(str(playbook(body)), local_inventory)
+    result = run_playbook(
+        str(playbook(INTERPRETER_PIDS.format(strategy=strategy))), local_inventory
+    )
     first, second = result.reports["local-1"]
     assert first.isdigit() and second.isdigit()
     assert (first == second) == (strategy == "mitogen_linear")

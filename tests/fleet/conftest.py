@@ -58,8 +58,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         if run.rc != 0:
             pytest.fail(f"fleet converge failed: {run.explain()}")
         yield box
-        timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
-        print(f"\nfleet test timings (s): {timings}")
+        box.print_timings("fleet")
     finally:
         if joining:
             stack.leave_fleet()

@@ -72,8 +72,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         box.timings["build releases"] = built - started
         box.timings["sandbox up"] = time.monotonic() - built
         yield box
-        timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
-        print(f"\nhost test timings (s): {timings}")
+        box.print_timings("host")
     finally:
         # the fleet stories and the guest run may have joined (make test runs them side by side)
         staying = stack.wait_for_guests()
@@ -88,8 +87,7 @@ def joined_sandbox(workdir: Path) -> Iterator[Sandbox]:
     try:
         box = take_over(Path(SHARE or "."), workdir, TAKE_OVER_WAIT_S)
         yield box
-        timings = ", ".join(f"{k}={v:.1f}" for k, v in box.timings.items())
-        print(f"\nhost test timings (s): {timings}")
+        box.print_timings("host")
     finally:
         stack.leave_as_guest(GUEST_NAME)
 

@@ -222,6 +222,10 @@ class Sandbox:
     def inventory(self) -> Path:
         return self.info.inventory
 
+    def print_timings(self, what: str) -> None:
+        timings = ", ".join(f"{k}={v:.1f}" for k, v in self.timings.items())
+        print(f"\n{what} test timings (s): {timings}")
+
     def play(
         self, name: str, limit: str | None = None, check: bool = False, **extra_vars: object
     ) -> PlaybookRun:

@@ -398,11 +398,15 @@ def _guest_record(machines: list[Host]) -> dict[str, object]:
     }
 
 
+def _write_guest(name: str, record: dict[str, object]) -> None:
+    GUESTS_DIR.mkdir(parents=True, exist_ok=True)
+    _guest_file(name).write_text(json.dumps(record))
+
+
 def stay_as_guest(name: str) -> None:
     """Keep the sandbox up while this process runs, using the owner's hosts as they are (the
     single-host stories split over two runs): wait_for_guests() waits for it too."""
-    GUESTS_DIR.mkdir(parents=True, exist_ok=True)
-    _guest_file(name).write_text(json.dumps(_guest_record([])))
+    _write_guest(name, _guest_record([]))
 
 
 def leave_as_guest(name: str) -> None:
@@ -434,14 +438,13 @@ def join_as_fleet(count: int, inventory: Path, wait_s: float = 900.0) -> Sandbox
         balancer=FLEET_BALANCER,
     )
     record = _guest_record(info.machines)
-    GUESTS_DIR.mkdir(parents=True, exist_ok=True)
-    _guest_file(FLEET_GUEST).write_text(json.dumps(record))
+    _write_guest(FLEET_GUEST, record)
     try:
         standin = _start_model_standin("fleet-model-standin", FLEET_MODEL_PORT)
         if standin is None:
             raise SandboxError("irisctl.sandbox.model_standin is not importable: no model stand-in")
         record["processes"] = {"model-standin": standin}
-        _guest_file(FLEET_GUEST).write_text(json.dumps(record))
+        _write_guest(FLEET_GUEST, record)
         _create_store_secret()
         _boot(info.machines)
         _write_inventory(info, app_host_vars={"service_openai_base_url": info.model_base_url})
