@@ -7,6 +7,7 @@ host's nspawn (the name is what the liveness check reads), and ``sleep`` for the
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -101,3 +102,20 @@ def test_a_fleet_does_not_join_a_stale_sandbox(state_dir: Path, tmp_path: Path) 
     save_state([("iris-sandbox-1", "10.231.0.11")], {"moto": record(dead_pid())})
     with pytest.raises(stack.SandboxError, match="no sandbox came up within 0 s"):
         stack.join_as_fleet(2, tmp_path / "hosts.ini", wait_s=0.0)
+
+
+def test_a_guest_run_is_waited_for_until_it_leaves_and_a_dead_one_never(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second single-host run of `make test` stays as a guest on the owner's hosts."""
+    monkeypatch.setattr(stack, "GUESTS_DIR", tmp_path / "guests")
+    stack.stay_as_guest("single-host")
+    assert stack.wait_for_guests(timeout_s=0.0) == ["single-host"]
+    stack.leave_as_guest("single-host")
+    stack.leave_as_guest("single-host")  # idempotent
+    assert stack.wait_for_guests(timeout_s=0.0) == []
+    stack.stay_as_guest("single-host")
+    record = json.loads((tmp_path / "guests" / "single-host.json").read_text())
+    record["pid"] = dead_pid()  # a guest run that was killed
+    (tmp_path / "guests" / "single-host.json").write_text(json.dumps(record))
+    assert stack.wait_for_guests(timeout_s=0.0) == []
