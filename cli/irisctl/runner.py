@@ -104,6 +104,9 @@ def failure_message(res: Mapping[str, Any]) -> tuple[str, list[str]]:
         msg_lines = stderr_lines or _lines(res.get("stdout")) or ["task failed (no message)"]
         stderr_lines = []
     message = msg_lines[0]
+    if message.endswith("lines received:") and len(msg_lines) > 1:
+        # Mitogen (plugins/strategy) puts its own words first, then what ssh said: say that.
+        message, msg_lines = msg_lines[-1], msg_lines[:-1]
     if message == "non-zero return code" and stderr_lines:
         message = f"{message} {res.get('rc', '')}: {stderr_lines[-1]}".replace("  ", " ")
         stderr_lines = stderr_lines[:-1]

@@ -118,14 +118,18 @@ def test_rescued_failure_does_not_fail_the_run(local_inventory: Path, playbook) 
     assert result.ok and result.reports["local-1"] == {"recovered": True}
 
 
-def test_ssh_refused_is_exit_4(tmp_path: Path, playbook) -> None:
+@pytest.mark.parametrize("strategy", ["linear", "mitogen_linear"])
+def test_ssh_refused_is_exit_4(tmp_path: Path, playbook, strategy: str) -> None:
     inventory = tmp_path / "refused.ini"
     inventory.write_text(
         "[iris]\nrefuser ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody "
         "ansible_ssh_common_args='-o BatchMode=yes -o StrictHostKeyChecking=no'\n"
     )
+    body = REPORTING.replace(
+        "  gather_facts: false", f"  gather_facts: false\n  strategy: {strategy}"
+    )
     with pytest.raises(HostUnreachableError) as caught:
-        run_playbook(str(playbook(REPORTING)), inventory)
+        run_playbook(str(playbook(body)), inventory)
     assert caught.value.exit_code == EXIT_UNREACHABLE
     assert str(caught.value).startswith("SSH refused by refuser")
 
@@ -184,15 +188,16 @@ INTERPRETER_PIDS = """
 
 
 @pytest.mark.parametrize("strategy", ["linear", "mitogen_linear"])
-def test_the_aws_play_strategy_runs_every_module_in_one_interpreter(
+def test_the_busiest_plays_run_every_module_of_a_host_in_one_interpreter(
     local_inventory: Path, playbook, strategy: str
 ) -> None:
-    """playbooks/aws.yml names the project's Mitogen strategy (plugins/strategy, ansible.cfg):
+    """aws.yml, site.yml and deploy.yml name the project's Mitogen strategy (plugins/strategy):
     there, two tasks run in the same process; with Ansible's own, each task has its own."""
     import yaml
 
-    aws_play = yaml.safe_load((Path(__file__).parents[2] / "playbooks/aws.yml").read_text())
-    assert aws_play[0]["strategy"] == "mitogen_linear"
+    for name in ("aws.yml", "site.yml", "deploy.yml"):
+        plays = yaml.safe_load((Path(__file__).parents[2] / "playbooks" / name).read_text())
+        assert {play["strategy"] for play in plays} == {"mitogen_linear"}, name
     result = run_playbook(
         str(playbook(INTERPRETER_PIDS.format(strategy=strategy))), local_inventory
     )

@@ -60,6 +60,8 @@ def stand_in_inventory(path: Path, deployment: str, host: Host) -> Path:
         "ansible_ssh_private_key_file": str(key_path()),
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
         " -o LogLevel=ERROR",
+        # the same for Mitogen (plugins/strategy), which sets ssh's host key option itself
+        "ansible_host_key_checking": False,
         # as in inventory/production/group_vars/iris.yml: the deployment's secret and bucket
         "service_openai_secret_id": "{{ aws_deployment_secret_name }}",
         "cache_backup_bucket": "{{ aws_deployment_backup_bucket }}",

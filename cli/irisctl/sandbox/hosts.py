@@ -209,6 +209,8 @@ def write_inventory(
         f"ansible_ssh_private_key_file={key_path()}",
         "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
         " -o LogLevel=ERROR'",
+        # the same for Mitogen (plugins/strategy), which sets ssh's host key option itself
+        "ansible_host_key_checking=false",
     ]
     lines += [f"{key}={value}" for key, value in (all_vars or {}).items()]
     path.parent.mkdir(parents=True, exist_ok=True)
