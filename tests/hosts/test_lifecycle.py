@@ -200,9 +200,9 @@ class Traffic:
 ROLLBACK_SECONDS = re.compile(r"\(healthy again\) ([0-9.]+) s after the switch")
 # A release that never answers is recognised only when the gate's wait ends; the rollback and
 # the previous release's own start come on top.
-GATE_WAIT_S = yaml.safe_load((project_root() / "roles/release/defaults/main.yml").read_text())[
-    "release_health_timeout"
-]
+GATE_WAIT_S = yaml.safe_load(
+    (project_root() / "inventory/sandbox/group_vars/iris.yml").read_text()
+)["release_health_timeout"]
 ROLLBACK_LIMIT_S = GATE_WAIT_S + 10
 
 

@@ -77,7 +77,9 @@ class Admin:
             env={**self.env, **env},
             capture_output=True,
             text=True,
-            timeout=60,
+            # Only against a hang: ``backup`` runs at nice 19, so on a busy machine it can wait
+            # behind everything else for minutes.
+            timeout=900,
         )
         assert done.stdout, done.stderr
         return done.returncode, json.loads(done.stdout)
