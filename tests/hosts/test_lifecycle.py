@@ -170,6 +170,14 @@ def test_cache_and_service_survive_a_host_reboot(box: Sandbox, target) -> None:
     assert_cache_hit(box, target)
 
 
+# A client as patient as nginx itself: while a never-answering release holds the service's socket,
+# a request waits there until the rollback's release serves it, up to the sandbox's gate wait and
+# more; that is a slow answer, not a failed one, as long as nginx is still waiting too.
+NGINX_READ_TIMEOUT_S = yaml.safe_load(
+    (project_root() / "roles/nginx/defaults/main.yml").read_text()
+)["nginx_proxy_read_timeout"]
+
+
 class Traffic:
     """Health requests through nginx, one after another, until stopped; every answer kept."""
 
@@ -181,7 +189,9 @@ class Traffic:
 
     def _ask(self) -> None:
         while not self._stop.is_set():
-            answer = https(self.host, "/api/iris/health", self.box.pebble_roots, timeout=60)
+            answer = https(
+                self.host, "/api/iris/health", self.box.pebble_roots, timeout=NGINX_READ_TIMEOUT_S
+            )
             self.answers.append(answer.status)
 
     def __enter__(self) -> Traffic:
@@ -190,7 +200,7 @@ class Traffic:
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=90)
+        self._thread.join(timeout=NGINX_READ_TIMEOUT_S + 30)
 
     @property
     def failed(self) -> list[int]:
