@@ -114,7 +114,7 @@ class EmfListener:
         host, port = self.server.server_address[:2]
         return f"tcp://{host}:{port}"
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         end = time.monotonic() + timeout
         while len(self.lines) < count and time.monotonic() < end:
             time.sleep(0.02)
@@ -163,7 +163,8 @@ class Gunicorn:
         "iris_service.wsgi:app",
     )
 
-    def start(self, timeout: float = 30.0) -> Gunicorn:
+    def start(self, timeout: float = 120.0) -> Gunicorn:
+        # the bound is only against a hang: under a full CI run a first start takes seconds
         self.port = free_port()
         env = {**self.env, "IRIS_BIND": f"127.0.0.1:{self.port}"}
         self.process = subprocess.Popen(

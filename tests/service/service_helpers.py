@@ -38,8 +38,11 @@ def numbered(source: str) -> str:
     return "\n".join(f"{n} | {line}" for n, line in enumerate(lines, start=1))
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, poll_s: float = 0.02) -> Any:
-    """``condition()``'s first truthy value, polling until ``timeout``; its last value then."""
+def wait_until(condition: Callable[[], Any], timeout: float = 60.0, poll_s: float = 0.02) -> Any:
+    """``condition()``'s first truthy value, polling until ``timeout``; its last value then.
+
+    The bound is only against a hang: on a loaded CI machine a process start can take seconds.
+    """
     end = time.monotonic() + timeout
     while True:
         value = condition()
