@@ -68,7 +68,7 @@ def save_state(names: list[tuple[str, str]], processes: dict[str, dict[str, str 
 
 
 def record(pid: int) -> dict[str, str | int]:
-    return {"pid": pid, "start": stack._start_time(pid) or "gone", "argv": "sleep"}
+    return {"pid": pid, "start": hosts.process_start_time(pid) or "gone", "argv": "sleep"}
 
 
 def test_a_host_whose_nspawn_died_is_not_running(

@@ -107,14 +107,24 @@ def running() -> list[Host]:
     return hosts
 
 
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid``, None when it is gone or a zombie. With the pid it
+    names one process for good: a recycled pid has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return None if fields[0] == "Z" else fields[19]
+
+
 def _nspawn_alive(pid_file: Path) -> bool:
     try:
         pid = int(pid_file.read_text().strip())
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return False
-    return comm == "systemd-nspawn" and state != "Z"
+    return comm == "systemd-nspawn" and process_start_time(pid) is not None
 
 
 def acme_up() -> None:

@@ -90,18 +90,8 @@ def sandbox_hosts(count: int) -> list[Host]:
 
 
 # ------------------------------------------------------------------------ processes ---
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (guards against signalling a recycled pid)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else fields[19]
-
-
 def _alive(record: dict[str, str | int]) -> bool:
-    return _start_time(int(record["pid"])) == record.get("start")
+    return hosts.process_start_time(int(record["pid"])) == record.get("start")
 
 
 def _spawn(name: str, argv: list[str], env: dict[str, str] | None = None) -> dict[str, str | int]:
@@ -116,7 +106,11 @@ def _spawn(name: str, argv: list[str], env: dict[str, str] | None = None) -> dic
             start_new_session=True,  # own process group: stopped as a whole, immune to Ctrl-C
             cwd=project_root(),
         )
-    return {"pid": proc.pid, "start": _start_time(proc.pid) or "", "argv": " ".join(argv)}
+    return {
+        "pid": proc.pid,
+        "start": hosts.process_start_time(proc.pid) or "",
+        "argv": " ".join(argv),
+    }
 
 
 def _stop(record: dict[str, str | int]) -> None:
@@ -132,7 +126,7 @@ def _stop(record: dict[str, str | int]) -> None:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap when it is our own child
-            if _start_time(pid) is None:
+            if hosts.process_start_time(pid) is None:
                 return
             time.sleep(0.05)
 
@@ -140,7 +134,7 @@ def _stop(record: dict[str, str | int]) -> None:
 def _wait_port(host: str, port: int, name: str, record: dict[str, str | int]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if _start_time(int(record["pid"])) is None:
+        if hosts.process_start_time(int(record["pid"])) is None:
             raise SandboxError(f"{name} exited at start, see {LOG_DIR / (name + '.log')}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
@@ -392,7 +386,7 @@ def _guest_record(machines: list[Host]) -> dict[str, object]:
     """This process as a guest: the owner waits while it lives (pid and start time)."""
     return {
         "pid": os.getpid(),
-        "start": _start_time(os.getpid()) or "",
+        "start": hosts.process_start_time(os.getpid()) or "",
         "hosts": [h.name for h in machines],
         "processes": {},
     }
@@ -487,7 +481,7 @@ def wait_for_guests(timeout_s: float = 1200.0) -> list[str]:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if _start_time(int(record["pid"])) == record.get("start"):
+            if hosts.process_start_time(int(record["pid"])) == record.get("start"):
                 staying.append(path.stem)
         if not staying or time.monotonic() > deadline:
             return staying
