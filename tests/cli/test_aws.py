@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 import yaml
+from aws_cli_helpers import IRISCTL, aws_env, run, stdout_json
 from irisctl.paths import project_root
-from irisctl.sandbox.aws_standin import deployment_inventory, moto_client, moto_environment
+from irisctl.sandbox.aws_standin import deployment_inventory, moto_client
 
 REGION = "us-east-2"
 DEPLOYMENT = "iris-test"
 SECRET_NAME = "iris-test/openai-api-key"
 SECRET_VALUE = "sk-test-value-never-shown-0123456789"
 SSH_CIDR = "198.51.100.7/32"
-IRISCTL = str(Path(sys.executable).parent / "irisctl")
 
 
 def write_inventory(path: Path, ssh_key: Path, **overrides: Any) -> Path:
@@ -48,30 +48,10 @@ def inventory(tmp_path_factory: pytest.TempPathFactory, ssh_key: Path) -> Path:
     return write_inventory(tmp_path_factory.mktemp("inventory"), ssh_key)
 
 
-def aws_env(moto_url: str, **extra: str) -> dict[str, str]:
-    env = moto_environment(dict(os.environ), moto_url)
-    env.pop("IRISCTL_INVENTORY", None)
-    return {**env, **extra}
-
-
-def run(inventory: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """irisctl as the operator runs it, without a terminal."""
-    return subprocess.run(
-        [IRISCTL, "-i", str(inventory), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def irisctl(inventory: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
     """Returns (exit code, JSON on stdout, stderr)."""
     done = run(inventory, env, *args)
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    data = json.loads("\n".join(lines)) if lines else {}
-    return done.returncode, data, done.stderr
+    return done.returncode, stdout_json(done), done.stderr
 
 
 def client(moto_url: str, service: str) -> Any:

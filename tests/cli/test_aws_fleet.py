@@ -14,7 +14,6 @@ amazon.aws.elb_application_lb fails on a KeyError. ACM issues a requested certif
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aws_cli_helpers import aws_env, run, stdout_json
 from irisctl import render
 from irisctl.paths import project_root
 from irisctl.sandbox.aws_standin import deployment_inventory, moto_client, moto_environment
@@ -34,7 +34,6 @@ DOMAIN = "api.iris-fleet.example"
 SSH_CIDR = "198.51.100.7/32"
 OPENAI_KEY = "sk-fleet-value-never-shown-0123456789"
 APP_COUNT = 2
-IRISCTL = str(Path(sys.executable).parent / "irisctl")
 
 MOTO_PATCHES = """
 import sys
@@ -111,19 +110,8 @@ def irisctl(
     inventory: Path, moto_url: str, *args: str
 ) -> tuple[int, dict[str, Any], subprocess.CompletedProcess[str]]:
     """irisctl as the operator runs it, without a terminal: (exit code, JSON, the process)."""
-    env = moto_environment(dict(os.environ), moto_url)
-    env.pop("IRISCTL_INVENTORY", None)
-    done = subprocess.run(
-        [IRISCTL, "-i", str(inventory), *args],
-        env={**env, "OPENAI_API_KEY": OPENAI_KEY},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    data = json.loads("\n".join(lines)) if lines and "--json" in args else {}
-    return done.returncode, data, done
+    done = run(inventory, aws_env(moto_url, OPENAI_API_KEY=OPENAI_KEY), *args)
+    return done.returncode, stdout_json(done) if "--json" in args else {}, done
 
 
 def client(moto_url: str, service: str) -> Any:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from aws_cli_helpers import aws_env, run, stdout_json
 from iris_service import emf
 from iris_service import errors as service_errors
 from irisctl.paths import project_root
@@ -28,13 +27,11 @@ from irisctl.sandbox.aws_standin import (
     MOTO_KEYS,
     deployment_inventory,
     moto_client,
-    moto_environment,
 )
 
 REGION = "us-east-2"
 DEPLOYMENT = "iris-mon"
 EMAIL = "ops@iris-mon.example"
-IRISCTL = str(Path(sys.executable).parent / "irisctl")
 ALARMS = {
     "system-status",
     "instance-status",
@@ -96,21 +93,11 @@ def irisctl(
     inventory: Path, moto_url: str, *args: str, keys: tuple[str, str] | None = None
 ) -> tuple[int, dict[str, Any], str]:
     """(exit code, JSON on stdout, stderr) of irisctl as the operator runs it, moto as AWS."""
-    env = moto_environment(dict(os.environ), moto_url)
+    env = aws_env(moto_url, OPENAI_API_KEY="sk-monitoring-test-0123456789")
     if keys is not None:
         env.update(AWS_ACCESS_KEY_ID=keys[0], AWS_SECRET_ACCESS_KEY=keys[1])
-    env.pop("IRISCTL_INVENTORY", None)
-    env["OPENAI_API_KEY"] = "sk-monitoring-test-0123456789"
-    done = subprocess.run(
-        [IRISCTL, "-i", str(inventory), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    return done.returncode, json.loads("\n".join(lines)) if lines else {}, done.stderr
+    done = run(inventory, env, *args)
+    return done.returncode, stdout_json(done), done.stderr
 
 
 def client(moto_url: str, service: str, keys: tuple[str, str] = MOTO_KEYS) -> Any:
