@@ -21,9 +21,9 @@ the first burst after a restart and the next one, in two runs: all 256 answered 
 hook off in the same runs: 756 ms then 172 ms, and 396 ms then 60 ms): the first burst's
 worst waits are shorter, but p99 is still over 100 ms; peak RSS 249.5 MB then 264.3 MB, and
 249.4 MB then 264.8 MB. What grew between bursts was mostly per-thread
-state: every pool thread that had served a request held its own SQLite connections (+23 MB
-per process for 160 threads' connections, against +2 MB for the threads alone, measured in
-one process); the threads of a process now share one (sqlite_files.ProcessConnection).
+state: every pool thread that had served a request held its own SQLite connections (the
+figure is in iris_service/sqlite_files.py; the threads alone cost +2 MB); the threads of a
+process now share one (sqlite_files.ProcessConnection).
 gevent would need the OpenAI sockets monkey-patched and serializes CPU work in one loop just
 the same; threads need nothing special.
 
