@@ -481,7 +481,7 @@ def wait_for_guests(timeout_s: float = 1200.0) -> list[str]:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if hosts.process_start_time(int(record["pid"])) == record.get("start"):
+            if _alive(record):
                 staying.append(path.stem)
         if not staying or time.monotonic() > deadline:
             return staying
