@@ -79,6 +79,12 @@ def _answer_from(response: Any, settings: Settings) -> ModelAnswer:
     )
 
 
+class CallWaits(threading.local):
+    """What the model call running in this thread wraps its network waits in."""
+
+    waiting: Callable[[], AbstractContextManager[None]] = nullcontext
+
+
 class Agent:
     """Owns the OpenAI client; built lazily so nothing touches the network at import."""
 
@@ -91,6 +97,7 @@ class Agent:
         self._client: Any = None
         self._error: str | None = None
         self._last_attempt = float("-inf")
+        self._waits = CallWaits()
 
     @property
     def ready(self) -> bool:
@@ -114,11 +121,14 @@ class Agent:
                 key = self._key_loader(self.settings)
                 from openai import OpenAI  # heavy import, paid once per worker on first use
 
+                from iris_service.model_transport import waiting_http_client
+
                 self._client = OpenAI(
                     api_key=key,
                     base_url=self.settings.openai_base_url,
                     max_retries=0,  # we retry ourselves, inside the request deadline
                     timeout=self.settings.model_timeout_s,
+                    http_client=waiting_http_client(self._waits),
                 )
                 self._error = None
             except SecretError as error:
@@ -135,11 +145,14 @@ class Agent:
         """One analysis of a ``model_contract.build_prompt`` prompt; no attempt may run past
         ``deadline`` (a time.monotonic() value).
 
-        ``waiting`` wraps only what waits (the HTTP exchange, a retry's pause, the first
-        secret read): the request's cpu_gate is given back there and taken again to parse the
-        answer. Parsed outside the gate, the answers of a hundred analyses arriving together
-        made a hundred threads take turns on the GIL, and a health check waited its turn
-        behind them (iris_service/cpu_gate.py).
+        ``waiting`` wraps only what waits (the network exchange, a retry's pause, the first
+        secret read): the request's cpu_gate is given back there and taken again for the
+        Python work around it. The SDK's own work on a call (building the request, reading
+        and validating the answer) is Python work too, so only the transport's send-and-wait
+        and its body reads run inside ``waiting`` (``model_transport``). Done outside the
+        gate, that work of a hundred analyses starting or answered together made a hundred
+        threads take turns on the GIL, and a health check waited its turn behind them
+        (iris_service/cpu_gate.py).
         """
         import openai
 
@@ -155,18 +168,18 @@ class Agent:
             remaining = deadline - time.monotonic()
             if remaining <= 0.05:
                 break
+            self._waits.waiting = waiting  # the transport waits inside it (model_transport)
             try:
-                with waiting():
-                    raw = self._client.responses.with_raw_response.create(
-                        model=self.settings.model,
-                        instructions=INSTRUCTIONS,
-                        input=prompt,
-                        reasoning={"effort": self.settings.reasoning_effort},
-                        max_output_tokens=self.settings.max_output_tokens,
-                        text=RESPONSE_FORMAT,
-                        store=False,
-                        timeout=min(self.settings.model_timeout_s, remaining),
-                    )
+                raw = self._client.responses.with_raw_response.create(
+                    model=self.settings.model,
+                    instructions=INSTRUCTIONS,
+                    input=prompt,
+                    reasoning={"effort": self.settings.reasoning_effort},
+                    max_output_tokens=self.settings.max_output_tokens,
+                    text=RESPONSE_FORMAT,
+                    store=False,
+                    timeout=min(self.settings.model_timeout_s, remaining),
+                )
                 response = raw.parse()
             except openai.APITimeoutError:
                 last_error = ModelTimeout("Model call timed out")
@@ -186,6 +199,8 @@ class Agent:
                     break  # a request error will not get better on retry
             else:
                 return _answer_from(response, self.settings)
+            finally:
+                self._waits.waiting = nullcontext
             if attempt + 1 < attempts:
                 pause = min(_RETRY_BACKOFF_S * 2**attempt, deadline - time.monotonic() - 0.05)
                 if pause > 0:

@@ -41,7 +41,12 @@ import threading
 from iris_service.log_format import ACCESS_MESSAGE_FORMAT
 from iris_service.startup_check import refuse_bad_config
 
-bind = os.environ.get("IRIS_BIND", "127.0.0.1:8080")
+# IRIS_HEALTH_BIND: a second listening socket, served by the same workers, for health checks
+# alone (hosts set it; see roles/service): a health check then never waits in the accept queue
+# behind a burst of analyses. Unset, health is served on IRIS_BIND with everything else.
+bind = [os.environ.get("IRIS_BIND", "127.0.0.1:8080")] + (
+    [os.environ["IRIS_HEALTH_BIND"]] if os.environ.get("IRIS_HEALTH_BIND") else []
+)
 workers = int(os.environ.get("IRIS_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("IRIS_THREADS", "160"))

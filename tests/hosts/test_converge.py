@@ -52,9 +52,10 @@ def test_nginx_listens_publicly_and_gunicorn_only_on_loopback(host) -> None:
     _, machine = host
     assert machine.socket("tcp://0.0.0.0:80").is_listening
     assert machine.socket("tcp://0.0.0.0:443").is_listening
-    assert machine.socket("tcp://127.0.0.1:8080").is_listening
-    listening_8080 = [s for s in machine.socket.get_listening_sockets() if s.endswith(":8080")]
-    assert listening_8080 == ["tcp://127.0.0.1:8080"]
+    for port in (8080, 8081):  # analyses, health checks
+        assert machine.socket(f"tcp://127.0.0.1:{port}").is_listening
+        listening = [s for s in machine.socket.get_listening_sockets() if s.endswith(f":{port}")]
+        assert listening == [f"tcp://127.0.0.1:{port}"]
 
 
 @pytest.mark.parametrize(

@@ -145,10 +145,12 @@ def test_api_requests_past_the_ceiling_are_shed_with_a_json_503_and_retry_after(
     assert '"' not in message and "\\" not in message
 
 
-def test_health_is_proxied_outside_the_ceiling(site: str) -> None:
+def test_health_is_proxied_outside_the_ceiling_to_its_own_socket(site: str) -> None:
     _plain, tls = servers(site)
     health = next(loc for loc in locations(tls) if "location = /api/iris/health {" in loc)
-    assert "proxy_pass http://iris_backend;" in health and "limit_conn" not in health
+    assert "proxy_pass http://iris_health;" in health and "limit_conn" not in health
+    api = next(loc for loc in locations(tls) if "location /api/iris/ {" in loc)
+    assert "proxy_pass http://iris_backend;" in api
 
 
 def test_nginx_holds_a_burst_of_connections(tmp_path: Path, site: str) -> None:

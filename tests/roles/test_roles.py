@@ -99,9 +99,14 @@ def test_nginx_proxies_the_api_with_the_hand_built_hosts_limits(site: str) -> No
     assert directive(site, "proxy_send_timeout") == ["120s"] * 2
     assert directive(site, "proxy_read_timeout") == ["120s"] * 2
     assert "location /api/iris/ {" in site
-    assert re.findall(r"^\s*server (\S+);", site, re.MULTILINE) == ["127.0.0.1:8080"]
+    # the analyses' socket, then the same workers' health socket (service role's defaults)
+    assert re.findall(r"^\s*server (\S+);", site, re.MULTILINE) == [
+        "127.0.0.1:8080",
+        "127.0.0.1:8081",
+    ]
     # gunicorn closes every connection (keepalive 0): an upstream keepalive pool would be unused
-    assert "keepalive" not in site.split("upstream iris_backend", 1)[1].split("}", 1)[0]
+    for upstream in ("iris_backend", "iris_health"):
+        assert "keepalive" not in site.split(f"upstream {upstream}", 1)[1].split("}", 1)[0]
     for header in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP", "Host"):
         assert re.search(rf"proxy_set_header {header} ", site), header
 
@@ -153,7 +158,11 @@ def test_service_unit_follows_the_host_contract(tmp_path: Path) -> None:
 
 def test_service_port_is_held_by_a_socket_unit_across_restarts(tmp_path: Path) -> None:
     socket_unit = render_role_template(tmp_path, "service", "iris-backend.socket.j2").splitlines()
-    assert "ListenStream=127.0.0.1:8080" in socket_unit
+    # analyses, then health checks: both served by the same gunicorn workers
+    assert [line for line in socket_unit if line.startswith("ListenStream=")] == [
+        "ListenStream=127.0.0.1:8080",
+        "ListenStream=127.0.0.1:8081",
+    ]
     assert "WantedBy=sockets.target" in socket_unit
     service_unit = render_role_template(tmp_path, "service", "iris-backend.service.j2")
     assert "Requires=iris-backend.socket" in service_unit.splitlines()
@@ -163,7 +172,7 @@ def test_gunicorn_config_imports_the_package_defaults_first(tmp_path: Path) -> N
     conf = render_role_template(tmp_path, "service", "gunicorn.conf.py.j2")
     code = [line for line in conf.splitlines() if line and not line.startswith("#")]
     assert code[0].startswith("from iris_service.gunicorn_conf import *")
-    assert 'bind = "127.0.0.1:8080"' in code
+    assert 'bind = ["127.0.0.1:8080", "127.0.0.1:8081"]' in code
     compile(conf, "gunicorn.conf.py", "exec")
 
 

@@ -91,14 +91,15 @@ def test_an_analysis_waiting_on_the_model_lets_the_next_one_run(settings, standi
 def test_the_model_answer_is_parsed_holding_the_gate_and_only_the_exchange_waits(
     settings, standin, monkeypatch
 ):
-    """Only the HTTP exchange runs inside ``waiting`` (the gate given back); the answer is
-    parsed outside it, so a hundred answers arriving together take turns on the gate instead
-    of crowding the GIL ahead of a health check."""
+    """Only the network exchange runs inside ``waiting`` (the gate given back); the SDK builds
+    the request and the answer is parsed outside it, so a hundred analyses starting or answered
+    together take turns on the gate instead of crowding the GIL ahead of a health check."""
     import contextlib
     import time
 
     from iris_service import agent as agent_module
     from iris_service.model_contract import build_prompt
+    from openai._base_client import SyncAPIClient
 
     inside = threading.Event()
     calls_while_waiting: list[int] = []
@@ -118,11 +119,20 @@ def test_the_model_answer_is_parsed_holding_the_gate_and_only_the_exchange_waits
         parsed_while_waiting.append(inside.is_set())
         return real_answer_from(response, settings_)
 
+    built_while_waiting: list[bool] = []
+    real_build_request = SyncAPIClient._build_request
+
+    def build_request(self, *args, **kwargs):
+        built_while_waiting.append(inside.is_set())
+        return real_build_request(self, *args, **kwargs)
+
     monkeypatch.setattr(agent_module, "_answer_from", answer_from)
+    monkeypatch.setattr(SyncAPIClient, "_build_request", build_request)
     model = agent_module.Agent(settings)
     answer = model.analyze(
         build_prompt("1 | x = 1", "python"), time.monotonic() + 20, waiting=waiting
     )
     assert answer.file_intent
     assert parsed_while_waiting == [False]
+    assert built_while_waiting == [False]
     assert 1 in calls_while_waiting  # the model call happened inside waiting

@@ -16,7 +16,7 @@ from iris_service.metrics import CacheMetrics
 from iris_service.ranges import validate_blocks
 from iris_service.source import line_count
 from iris_service.startup_check import EXIT_BAD_CONFIG
-from service_helpers import analyze_body, sample_source, wait_until
+from service_helpers import analyze_body, free_port, sample_source, wait_until
 
 
 def test_health_and_analysis_under_gunicorn(gunicorn_factory, standin):
@@ -248,8 +248,9 @@ def test_gunicorn_defaults(name, monkeypatch):
     import iris_service.gunicorn_conf as conf
 
     monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("IRIS_HEALTH_BIND", raising=False)
     importlib.reload(conf)
-    assert conf.bind == "127.0.0.1:8080" and conf.workers == 2
+    assert conf.bind == ["127.0.0.1:8080"] and conf.workers == 2
     assert conf.worker_class == "gthread" and conf.threads >= 128  # hundreds in flight
 
 
@@ -318,3 +319,15 @@ def test_body_over_the_limit_is_read_before_the_413_so_a_proxy_gets_the_answer(
     else:  # refused before the body was wanted: still read, so still answered
         assert status == b"HTTP/1.1 401 UNAUTHORIZED", head
         assert json.loads(payload)["success"] is False
+
+
+def test_health_checks_get_a_listening_socket_of_their_own(gunicorn_factory):
+    """IRIS_HEALTH_BIND adds a second socket to the same workers (hosts route health there):
+    a health check then never waits in the analyses' accept queue behind a burst."""
+    health_port = free_port()
+    server = gunicorn_factory(IRIS_HEALTH_BIND=f"127.0.0.1:{health_port}").start()
+    answer = requests.get(f"http://127.0.0.1:{health_port}/api/iris/health", timeout=30)
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
+    listening = [line for line in server.error_log().splitlines() if "Listening at:" in line]
+    assert listening and f"127.0.0.1:{health_port}" in listening[0]
+    assert f"127.0.0.1:{server.port}" in listening[0]  # one arbiter, both sockets

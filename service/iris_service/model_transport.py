@@ -1,0 +1,70 @@
+"""The model client's HTTP transport: only the network waits run inside the call's ``waiting``.
+
+A model call holds its worker's cpu_gate while it runs Python code and gives it back while it
+waits (iris_service/cpu_gate.py). The OpenAI SDK does real Python work on every call: it
+builds and validates the request, then reads, decodes and validates the answer. Wrapping the
+whole SDK call in ``waiting`` left that work outside the gate, so a burst of analyses starting
+(or answered) together had a hundred threads taking turns on the GIL, and a health check
+waited behind them. This transport narrows ``waiting`` to the send-and-wait for the answer's
+head and to each read of its body: everything else runs holding the gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import httpx2  # the HTTP library the OpenAI SDK is built on (its dependency)
+from openai import DefaultHttpx2Client
+from openai._constants import DEFAULT_CONNECTION_LIMITS
+
+Waiting = Callable[[], AbstractContextManager[None]]
+
+
+class CallWaits(Protocol):
+    """Per thread: what the model call running in it wraps its waits in (agent.CallWaits)."""
+
+    waiting: Waiting
+
+
+class WaitingStream(httpx2.SyncByteStream):
+    """An answer body whose every read from the network runs inside ``waiting``."""
+
+    def __init__(self, inner: httpx2.SyncByteStream, waiting: Waiting) -> None:
+        self._inner = inner
+        self._waiting = waiting
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self._inner)
+        while True:
+            with self._waiting():
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class WaitingTransport(httpx2.BaseTransport):
+    def __init__(self, waits: CallWaits) -> None:
+        self._waits = waits
+        # What the SDK's default client builds for itself, with its connection limits.
+        self._inner = httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        waiting = self._waits.waiting  # read once: the same wrapper for the body's reads
+        with waiting():  # send, then wait for the answer's head
+            response = self._inner.handle_request(request)
+        response.stream = WaitingStream(response.stream, waiting)  # type: ignore[arg-type]
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def waiting_http_client(waits: CallWaits) -> Any:
+    """The SDK's default HTTP client (its timeouts, limits, redirects) on a WaitingTransport."""
+    return DefaultHttpx2Client(transport=WaitingTransport(waits))
