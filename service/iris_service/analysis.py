@@ -150,10 +150,7 @@ class Analyzer:
         self, request: AnalyzeRequest, started: float, client: ClientKey = ANONYMOUS
     ) -> dict[str, Any]:
         source = request.source_code
-        self.emf.emit(
-            "analysis_requested",
-            {"CodeLengthChars": len(source), "EstimatedInputTokens": estimate_tokens(source)},
-        )
+        self._requested(source)
         normalized = normalize_source(source)
         if not normalized.strip():  # also a numbered empty file: "1 | "
             self._completed(started, None, 0)
@@ -178,9 +175,39 @@ class Analyzer:
 
         entry, hit = self.cache.get_or_compute(key, compute, deadline, self.gate.released)
         if hit:
-            self.emf.emit("analysis_started", {"TotalPromptTokens": 0, "CacheHit": 1})
-            self.metrics.record_hit(float(entry.usage.get("cost_usd", 0.0)))
+            self._hit(entry)
         self._completed(started, entry if not hit else None, len(entry.responsibility_blocks))
+        return self._answer(request, entry, hit)
+
+    def remembered(self, request: AnalyzeRequest) -> CacheEntry | None:
+        """The entry answering ``request`` when this worker's memory tier holds it (no I/O);
+        None for anything else (not in memory, an empty file)."""
+        normalized = normalize_source(request.source_code)
+        if not normalized.strip():
+            return None
+        return self.cache.remembered(key_for(self.settings, normalized, request.language))
+
+    def answer_remembered(
+        self, request: AnalyzeRequest, entry: CacheEntry, started: float
+    ) -> dict[str, Any]:
+        """The answer to ``request`` from its ``remembered`` entry, accounted (EMF, metrics)
+        exactly as ``analyze`` accounts a cache hit."""
+        self._requested(request.source_code)
+        self._hit(entry)
+        self._completed(started, None, len(entry.responsibility_blocks))
+        return self._answer(request, entry, hit=True)
+
+    def _requested(self, source: str) -> None:
+        self.emf.emit(
+            "analysis_requested",
+            {"CodeLengthChars": len(source), "EstimatedInputTokens": estimate_tokens(source)},
+        )
+
+    def _hit(self, entry: CacheEntry) -> None:
+        self.emf.emit("analysis_started", {"TotalPromptTokens": 0, "CacheHit": 1})
+        self.metrics.record_hit(float(entry.usage.get("cost_usd", 0.0)))
+
+    def _answer(self, request: AnalyzeRequest, entry: CacheEntry, hit: bool) -> dict[str, Any]:
         return {
             "success": True,
             "file_intent": entry.file_intent,

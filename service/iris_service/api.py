@@ -10,6 +10,8 @@ from iris_service.auth import HEADER
 from iris_service.errors import BadRequest, PayloadTooLarge
 
 bp = Blueprint("iris", __name__, url_prefix="/api/iris")
+# Answered before Flask when it is an ordinary cache hit (cache_hits).
+ANALYZE_PATH = "/api/iris/analyze"
 
 
 def analyzer() -> Analyzer:

@@ -10,6 +10,7 @@ from iris_service import api
 from iris_service._version import __version__
 from iris_service.analysis import Analyzer
 from iris_service.body_drain import DiscardUnreadBody
+from iris_service.cache_hits import CacheHits
 from iris_service.config import Settings
 from iris_service.cpu_gate import CpuGateMiddleware
 from iris_service.errors import register_error_handlers
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.wsgi_app = DiscardUnreadBody(app.wsgi_app)  # type: ignore[method-assign]
+    # Ordinary cache hits are answered here, without Flask's request machinery (cache_hits).
+    app.wsgi_app = CacheHits(app.wsgi_app, service, app.json.dumps)  # type: ignore[method-assign]
     # Outermost: health never waits for a slot; everything else runs holding one (cpu_gate).
     app.wsgi_app = CpuGateMiddleware(app.wsgi_app, service.gate)  # type: ignore[method-assign]
     if settings.cors_origins:

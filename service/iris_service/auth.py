@@ -36,10 +36,14 @@ class ClientAuth:
     def admit(self, provided: str | None) -> ClientKey:
         """The key of this request, counted; 401 without a valid key, 429 over its rate."""
         client = self.authenticate(provided)
+        self.count(client)
+        return client
+
+    def count(self, client: ClientKey) -> None:
+        """Count one request of an authenticated ``client``; 429 over its rate."""
         rate = client.rate_per_minute
         self.limiter.hit(client.name, self.settings.rate_limit_per_minute if rate is None else rate)
         self.usage.record_request(client.name)
-        return client
 
     def authenticate(self, provided: str | None) -> ClientKey:
         if self.settings.auth_misconfigured:

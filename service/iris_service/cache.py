@@ -236,6 +236,11 @@ class AnalysisCache:
             self._clear_stamp = stamp
             self.memory.clear()
 
+    def remembered(self, key: str) -> CacheEntry | None:
+        """The entry when this worker's memory tier holds it: no file, no network."""
+        self._follow_clears()
+        return self.memory.get(key)
+
     def lookup(self, key: str) -> CacheEntry | None:
         self._follow_clears()
         entry = self.memory.get(key)

@@ -75,15 +75,22 @@ def error_response(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"success": False, "error": message}), status
 
 
+def error_document(error: IrisError) -> tuple[int, dict[str, object], dict[str, str]]:
+    """Status, JSON body and extra headers of the answer to ``error`` (Flask's handler below,
+    and the cache-hit path that answers before Flask, ``cache_hits``)."""
+    body: dict[str, object] = {"success": False, "error": error.message}
+    if isinstance(error, TooManyRequests):
+        return 429, {**body, **error.details}, {"Retry-After": str(error.retry_after)}
+    return error.status, body, {}
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(IrisError)
     def _iris_error(error: IrisError) -> tuple[Response, int]:
-        if isinstance(error, TooManyRequests):
-            body = {"success": False, "error": error.message, **error.details}
-            response = jsonify(body)
-            response.headers["Retry-After"] = str(error.retry_after)
-            return response, 429
-        return error_response(error.status, error.message)
+        status, body, headers = error_document(error)
+        response = jsonify(body)
+        response.headers.update(headers)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> tuple[Response, int]:

@@ -330,8 +330,17 @@ def test_reading_use_and_spend_creates_no_file(keyed):
 
 
 def test_an_unusable_limit_storage_keeps_serving_but_never_risks_a_budget(
-    make_client, keyed, keys_file, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_client,
+    keyed,
+    keys_file,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ):
+    from iris_service import rate_limits
+
+    # The warning is logged at most once a minute per process: an earlier test may have used it.
+    monkeypatch.setattr(rate_limits, "_next_warning", float("-inf"))
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the storage's directory should be")
     write_keys(keys_file, {"alice": {"key": "alice-key-1", "daily_budget_usd": 5}})
