@@ -1,6 +1,7 @@
 """EMF events: schema-valid single lines, delivered over TCP or to a file, never blocking."""
 
 import json
+import os
 
 import pytest
 from iris_service.config import Settings
@@ -173,3 +174,22 @@ def test_a_bug_is_reported_as_internal_error(client, settings, monkeypatch):
     assert client.post("/api/iris/analyze", json=analyze_body("x = 1\n")).status_code == 500
     [event] = [json.loads(line) for line in settings.emf_file.read_text().splitlines()]
     assert event["event"] == "analysis_failed" and event["ErrorType"] == "InternalError"
+
+
+def test_a_cache_hits_three_events_are_one_write(make_client, settings, monkeypatch):
+    client = make_client(settings)
+    body = analyze_body(sample_source("one-write"))
+    assert client.post("/api/iris/analyze", json=body).status_code == 200  # the miss
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def recording(fd: int, data: bytes) -> int:
+        if b'"_aws"' in data:
+            writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", recording)
+    assert client.post("/api/iris/analyze", json=body).get_json()["metadata"]["cache_hit"] == 1
+    assert len(writes) == 1
+    events = [json.loads(line)["event"] for line in writes[0].splitlines()]
+    assert events == ["analysis_requested", "analysis_started", "analysis_completed"]
