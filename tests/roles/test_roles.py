@@ -220,3 +220,26 @@ def test_controller_roles_run_anywhere_ansible_does(role: str) -> None:
     meta = yaml.safe_load((project_root() / "roles" / role / "meta" / "main.yml").read_text())
     platforms = {p["name"]: p["versions"] for p in meta["galaxy_info"]["platforms"]}
     assert platforms == {"GenericLinux": ["all"]}
+
+
+def test_handler_names_are_unique_across_roles() -> None:
+    """Handlers of every role in a play share one namespace: of two same-named handlers only
+    one runs, in the later role's place (a daemon-reload after the restarts that needed it)."""
+    roles_by_handler: dict[str, list[str]] = {}
+    topics: dict[str, set[str]] = {}  # role -> the topics its handlers listen to
+    for path in sorted((project_root() / "roles").glob("*/handlers/main.yml")):
+        role = path.parent.parent.name
+        for handler in yaml.safe_load(path.read_text()) or []:
+            roles_by_handler.setdefault(handler["name"], []).append(role)
+            listen = handler.get("listen", [])
+            topics.setdefault(role, set()).update([listen] if isinstance(listen, str) else listen)
+    assert {name: roles for name, roles in roles_by_handler.items() if len(roles) > 1} == {}
+    # nor is one role's handler notified by another role's topic
+    crossed = {
+        (name, role, other)
+        for name, roles in roles_by_handler.items()
+        for role in roles
+        for other, listened in topics.items()
+        if other != role and name in listened
+    }
+    assert crossed == set()
