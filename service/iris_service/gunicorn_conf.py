@@ -48,7 +48,8 @@ bind = [os.environ.get("IRIS_BIND", "127.0.0.1:8080")] + (
     [os.environ["IRIS_HEALTH_BIND"]] if os.environ.get("IRIS_HEALTH_BIND") else []
 )
 workers = int(os.environ.get("IRIS_WORKERS", "2"))
-worker_class = "gthread"
+# gthread, with health-socket connections handled in a lane of their own (health_lane.py)
+worker_class = "iris_service.health_lane.HealthLaneThreadWorker"
 threads = int(os.environ.get("IRIS_THREADS", "160"))
 # A request's own deadline (IRIS_REQUEST_DEADLINE_S, 100 s) ends before this; for gthread this
 # is the worker heartbeat limit, so it only fires for a wedged worker.

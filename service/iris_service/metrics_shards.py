@@ -6,12 +6,18 @@ with ``mmap`` (MAP_SHARED). Adding to it is a few stores into that memory, with 
 call: the page is the file's page in the page cache, so a reader that ``pread``s the file
 sees every count the moment it is stored, before the request's answer goes out.
 
-The shard is fixed-size binary: a sequence number, the shard's creation and last-update
-times, then one float64 per counter (integers up to 2**53 are exact). The writer makes the
-sequence odd, stores the values, then makes it even again (a seqlock): a reader takes a
-snapshot only when the sequence is even and the same bytes come back from a second read, so
-it never sees half an update. That ordering holds on x86-64 (stores become visible in program
-order), the production instance type's architecture.
+The shard is fixed-size binary: a sequence number, then ``SLOTS`` slots, each the shard's
+creation and last-update times and one float64 per counter (integers up to 2**53 are exact).
+An update writes the whole set of values into the next slot, then publishes it by storing
+its sequence number: the slot a reader follows is never the one being written, so a writer
+stopped in the middle of an update (descheduled, or killed) never leaves half an update to
+read. A reader reads the sequence, that slot, then the sequence again (three reads, so in
+that order): the slot was not rewritten meanwhile unless the writer published ``SLOTS - 1``
+more updates in between, and it reads again if so. (A single slot guarded by an odd/even
+sequence was not enough: a writer descheduled mid-update kept it odd for longer than a
+reader retried, and a loaded test run saw half an update.) The ordering of the writer's
+stores holds on x86-64 (stores become visible in program order), the production instance
+type's architecture.
 
 The file's blocks are allocated when it is created (``posix_fallocate``): a memory write to a
 shared mapping whose block the disk cannot supply kills the process with SIGBUS, so a full
@@ -29,8 +35,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 SUFFIX = ".counts"
+SLOTS = 8
 _SEQUENCE = struct.Struct("<Q")
-_READ_ATTEMPTS = 1000
+_READ_DEADLINE_S = 1.0
 
 
 class Layout:
@@ -40,7 +47,11 @@ class Layout:
         self.counters = tuple(counters)
         self.index = {name: i for i, name in enumerate(self.counters)}
         self.values = struct.Struct("<dd" + "d" * len(self.counters))  # created, updated, ...
-        self.size = _SEQUENCE.size + self.values.size
+        self.size = _SEQUENCE.size + SLOTS * self.values.size
+
+    def slot(self, sequence: int) -> int:
+        """Offset of the slot holding update number ``sequence``."""
+        return _SEQUENCE.size + (sequence % SLOTS) * self.values.size
 
 
 class Shard:
@@ -66,13 +77,12 @@ class Shard:
         """Add to the counters (the caller serializes this process's threads)."""
         for name, value in deltas.items():
             self._values[self.layout.index[name]] += value
-        self._sequence += 1  # odd: being written
-        _SEQUENCE.pack_into(self._map, 0, self._sequence)
+        sequence = self._sequence + 1
         self.layout.values.pack_into(
-            self._map, _SEQUENCE.size, self._created, time.time(), *self._values
+            self._map, self.layout.slot(sequence), self._created, time.time(), *self._values
         )
-        self._sequence += 1
-        _SEQUENCE.pack_into(self._map, 0, self._sequence)
+        _SEQUENCE.pack_into(self._map, 0, sequence)  # published
+        self._sequence = sequence
 
     def close(self) -> None:
         self._map.close()
@@ -106,15 +116,18 @@ def snapshot(path: Path, layout: Layout) -> tuple[float, float, dict[str, float]
     except FileNotFoundError:  # merged and removed meanwhile
         return None
     try:
-        raw = b""
-        for _ in range(_READ_ATTEMPTS):
-            raw = os.pread(fd, layout.size, 0)
-            if len(raw) < layout.size:
-                return None  # just created: nothing counted yet
-            if _SEQUENCE.unpack_from(raw)[0] % 2 == 0 and os.pread(fd, layout.size, 0) == raw:
+        if os.fstat(fd).st_size < layout.size:
+            return None  # just created: nothing counted yet
+        deadline = time.monotonic() + _READ_DEADLINE_S
+        while True:
+            sequence = _SEQUENCE.unpack(os.pread(fd, _SEQUENCE.size, 0))[0]
+            raw = os.pread(fd, layout.values.size, layout.slot(sequence))
+            published = _SEQUENCE.unpack(os.pread(fd, _SEQUENCE.size, 0))[0]
+            # past the deadline, a writer publishing without pause: its latest slot is used
+            if published - sequence < SLOTS - 1 or time.monotonic() > deadline:
                 break
-            os.sched_yield()  # the writer is between its two sequence stores
-        created, updated, *values = layout.values.unpack_from(raw, _SEQUENCE.size)
+            os.sched_yield()
+        created, updated, *values = layout.values.unpack(raw)
     finally:
         os.close(fd)
     return created, updated, dict(zip(layout.counters, values, strict=True))

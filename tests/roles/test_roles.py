@@ -136,6 +136,8 @@ def test_service_env_file_carries_no_openai_key(tmp_path: Path) -> None:
     assert "OPENAI_API_KEY" not in values
     assert values["IRIS_API_KEY"] == '"k1"'
     assert values["IRIS_CACHE_DIR"] == '"/var/iris"'
+    # the workers tell health-socket connections from the rest by it (health_lane.py)
+    assert values["IRIS_HEALTH_BIND"] == '"127.0.0.1:8081"'
     assert values["IRIS_CACHE_TTL_DAYS"] == '"7"'
     assert "OPENAI_BASE_URL" not in values  # empty settings are left out, not set to ""
 

@@ -237,7 +237,8 @@ def test_host_config_can_star_import_and_override(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     conf = json.loads(out.stdout)
     assert conf["bind"] == "127.0.0.1:9999" and conf["workers"] == 3
-    assert conf["threads"] == 16 and conf["worker_class"] == "gthread"
+    assert conf["threads"] == 16
+    assert conf["worker_class"] == "iris_service.health_lane.HealthLaneThreadWorker"
     assert conf["timeout"] == 120 and conf["accesslog"] == "/var/log/iris/access.log"
 
 
@@ -251,7 +252,8 @@ def test_gunicorn_defaults(name, monkeypatch):
     monkeypatch.delenv("IRIS_HEALTH_BIND", raising=False)
     importlib.reload(conf)
     assert conf.bind == ["127.0.0.1:8080"] and conf.workers == 2
-    assert conf.worker_class == "gthread" and conf.threads >= 128  # hundreds in flight
+    assert conf.worker_class == "iris_service.health_lane.HealthLaneThreadWorker"
+    assert conf.threads >= 128  # hundreds in flight
 
 
 def _effective_config(control_socket: Path) -> dict:
