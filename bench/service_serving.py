@@ -44,7 +44,10 @@ from iris_service import gunicorn_conf
 
 API_KEY = "bench-key"
 MODEL_DELAY_S = 2.0
-OURS = f"{gunicorn_conf.workers} {gunicorn_conf.worker_class} x {gunicorn_conf.threads}"
+OURS = (
+    f"{gunicorn_conf.workers} {gunicorn_conf.worker_class.rsplit('.', 1)[-1]}"
+    f" x {gunicorn_conf.threads}"
+)
 SERVICE, MINIMAL = "iris_service.wsgi:app", "minimal_app:app"
 # label: (gunicorn overrides, app)
 CONFIGS = {

@@ -10,20 +10,30 @@ both CPUs for cache hits; each costs ~60-70 MB RSS with the OpenAI SDK loaded; b
 the secret is read by a short-lived child process, iris_service/secrets.py).
 2 x 160 = 320 request slots: nginx admits at most ``nginx_api_max_in_flight`` (288) API
 requests at once and answers the rest 503 with Retry-After, so 32 slots are always left for
-health checks. Health does not queue behind every analysis' CPU work either: each request
-holds the worker's cpu_gate slot while it runs Python code and gives it back while it waits
-on the model (iris_service/cpu_gate.py), and a worker starts all its threads and pays the
-OpenAI SDK's first-call costs before it accepts anything (post_worker_init below,
-iris_service/model_warmup.py). Measured with bench/capacity_bench.py (256 analyses of a 2 s
-model through nginx on a sandbox host, 2 CPUs shared with other load, machine load 8-11),
-the first burst after a restart and the next one, in two runs: all 256 answered within
-3.6 s every time; health p99 92 ms then 184 ms, and 251 ms then 224 ms (with the worker start
-hook off in the same runs: 756 ms then 172 ms, and 396 ms then 60 ms): the first burst's
-worst waits are shorter, but p99 is still over 100 ms; peak RSS 249.5 MB then 264.3 MB, and
-249.4 MB then 264.8 MB. What grew between bursts was mostly per-thread
-state: every pool thread that had served a request held its own SQLite connections (the
-figure is in iris_service/sqlite_files.py; the threads alone cost +2 MB); the threads of a
-process now share one (sqlite_files.ProcessConnection).
+health checks. A health check never waits behind the analyses, on four counts:
+- it has a listening socket of its own (IRIS_HEALTH_BIND, hosts: service_health_bind), so it
+  is not in the accept queue behind a burst's connections;
+- its connection is handled in a lane of its own (iris_service/health_lane.py), not at the
+  end of the worker's thread-pool queue, where a burst's connections are each taken off by a
+  thread that must first get the GIL;
+- every other request holds the worker's cpu_gate slot while it runs Python code and gives it
+  back only while it waits on the network (iris_service/cpu_gate.py, model_transport.py), so
+  only one analysis thread competes with it for the GIL;
+- a worker starts all its threads and pays the OpenAI SDK's first-call costs before it accepts
+  anything (post_worker_init below, iris_service/model_warmup.py).
+Measured with bench/capacity_bench.py (256 analyses of a 2 s model through nginx on a sandbox
+host sharing the 2 CPUs with the load generator; health probed every 20 ms, each probe on a
+new TLS connection), the first burst after a restart and the next one, two runs: all 256
+answered within 3.2 s; health p99 as the probe saw it 41.8 and 50.2 ms, then 40.3 and
+40.2 ms; as nginx saw the service answer it 10 and 14 ms, then 21 and 34 ms; peak RSS of the
+service 228 and 238 MB, then 229 and 239 MB. With the worker start hook off in the same runs:
+36.7 and 23.9 ms, then 48.7 and 43.4 ms: with the lane, the hook no longer changes the tail
+measurably; it stays, as it costs nothing after the start.
+Before the socket, the lane and the narrower gate, the same bench measured health p99 of
+92-251 ms. What grew between bursts is mostly per-thread state: every pool thread that has
+served a request holds its own SQLite connections (the figure is in
+iris_service/sqlite_files.py; the threads alone cost +2 MB); the threads of a process share
+one (sqlite_files.ProcessConnection).
 gevent would need the OpenAI sockets monkey-patched and serializes CPU work in one loop just
 the same; threads need nothing special.
 
