@@ -17,7 +17,10 @@ from typing import Any, Protocol
 
 import httpx2  # the HTTP library the OpenAI SDK is built on (its dependency)
 from openai import DefaultHttpx2Client
-from openai._constants import DEFAULT_CONNECTION_LIMITS
+
+# The SDK's own default client's limits (httpx2's own default is 100 connections, fewer than
+# one worker's 160 threads may have in flight to the model).
+CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 Waiting = Callable[[], AbstractContextManager[None]]
 
@@ -51,8 +54,7 @@ class WaitingStream(httpx2.SyncByteStream):
 class WaitingTransport(httpx2.BaseTransport):
     def __init__(self, waits: CallWaits) -> None:
         self._waits = waits
-        # What the SDK's default client builds for itself, with its connection limits.
-        self._inner = httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS)
+        self._inner = httpx2.HTTPTransport(limits=CONNECTION_LIMITS)
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         waiting = self._waits.waiting  # read once: the same wrapper for the body's reads

@@ -136,3 +136,10 @@ def test_the_model_answer_is_parsed_holding_the_gate_and_only_the_exchange_waits
     assert parsed_while_waiting == [False]
     assert built_while_waiting == [False]
     assert 1 in calls_while_waiting  # the model call happened inside waiting
+
+
+def test_the_model_client_may_hold_a_connection_for_every_thread():
+    """httpx2's own default (100 connections) would queue a worker's model calls past 100."""
+    from iris_service import gunicorn_conf, model_transport
+
+    assert model_transport.CONNECTION_LIMITS.max_connections >= gunicorn_conf.threads
