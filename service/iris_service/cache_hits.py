@@ -33,7 +33,7 @@ from iris_service.api import ANALYZE_PATH
 from iris_service.api_keys import ClientKey
 from iris_service.auth import HEADER
 from iris_service.cache import CacheEntry
-from iris_service.errors import IrisError, error_document
+from iris_service.errors import INTERNAL_ERROR_MESSAGE, IrisError, error_document
 
 log = logging.getLogger(__name__)
 
@@ -125,4 +125,4 @@ class CacheHits:
         return [data]
 
 
-_INTERNAL_ERROR = {"success": False, "error": "Internal server error"}
+_INTERNAL_ERROR = {"success": False, "error": INTERNAL_ERROR_MESSAGE}

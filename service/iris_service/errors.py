@@ -71,6 +71,10 @@ class ModelTimeout(IrisError):
     error_type = "ModelTimeout"
 
 
+# What a client is told of an unexpected error (here, and by cache_hits before Flask).
+INTERNAL_ERROR_MESSAGE = "Internal server error"
+
+
 def error_response(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"success": False, "error": message}), status
 
@@ -108,4 +112,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[Response, int]:
         log.exception("unhandled error")
-        return error_response(500, "Internal server error")
+        return error_response(500, INTERNAL_ERROR_MESSAGE)

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx2  # the HTTP library the OpenAI SDK is built on (its dependency)
 from openai import DefaultHttpx2Client
+
+if TYPE_CHECKING:  # agent imports this module when it builds its client
+    from iris_service.agent import CallWaits
 
 # The SDK's own default client's limits (httpx2's own default is 100 connections, fewer than
 # one worker's 160 threads may have in flight to the model).
 CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 Waiting = Callable[[], AbstractContextManager[None]]
-
-
-class CallWaits(Protocol):
-    """Per thread: what the model call running in it wraps its waits in (agent.CallWaits)."""
-
-    waiting: Waiting
 
 
 class WaitingStream(httpx2.SyncByteStream):
